@@ -1,0 +1,203 @@
+"""How each declared model stands against what was observed: a pure classification.
+
+The reconcilers (what to do) and the status (what to report) both start from the same
+:class:`Assessment`, so a plan and a status can never disagree about which files are
+missing, corrupt or unverified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller.domain import (
+    CachedFile,
+    CachedRepo,
+    DesiredModel,
+    FileWork,
+    Observation,
+    Policy,
+    Reason,
+    RemoteProblem,
+    RemoteRevision,
+    UpdatePolicy,
+    Verification,
+    is_commit,
+)
+from controller.selection import selects
+
+
+@dataclass(frozen=True)
+class Damage:
+    file: FileWork
+    reason: Reason  # SIZE_MISMATCH or CHECKSUM_MISMATCH
+    detail: str
+
+
+@dataclass(frozen=True)
+class Assessment:
+    model: DesiredModel
+    commit: str | None  # the commit the model should be at; None when unknown
+    files: tuple[FileWork, ...]  # selected files of that commit
+    good: tuple[FileWork, ...] = ()
+    missing: tuple[FileWork, ...] = ()
+    damaged: tuple[Damage, ...] = ()
+    unverified: tuple[FileWork, ...] = ()
+    problem: RemoteProblem | None = None
+    served_commit: str | None = None  # what refs/<revision> points at today
+    upstream_commit: str | None = None  # the hub's commit when it differs and updates wait
+    ref_behind: bool = False  # every file is fine but the ref still needs pointing
+    hub_stale: bool = False
+    reusable: frozenset[str] = frozenset()  # etags whose blob another snapshot already holds
+
+    def transfer_bytes(self, files: tuple[FileWork, ...]) -> int:
+        """Bytes that must travel to fetch ``files``; a blob already cached is only linked."""
+        return sum(f.size for f in files if f.etag not in self.reusable)
+
+    @property
+    def expected_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def present_bytes(self) -> int:
+        return sum(f.size for f in (*self.good, *self.unverified))
+
+    @property
+    def verified_bytes(self) -> int:
+        return sum(f.size for f in self.good)
+
+    @property
+    def complete(self) -> bool:
+        """Every selected file is present and verified (the AVAILABLE condition)."""
+        return self.commit is not None and bool(self.files) and len(self.good) == len(self.files)
+
+    @property
+    def absent(self) -> bool:
+        """Nothing of the model is on disk."""
+        return not (self.good or self.unverified or self.damaged)
+
+    @property
+    def on_demand_unrequested(self) -> bool:
+        return self.model.policy is Policy.ON_DEMAND and self.absent
+
+
+def assess(model: DesiredModel, observed: Observation) -> Assessment:
+    cached = observed.repo(model.repo)
+    remote = observed.remote.get(model.name)
+    served = _served_commit(model, cached)
+    if isinstance(remote, RemoteRevision):
+        if _holds_back(model, remote, cached, served):
+            assert served is not None
+            files = _files_from_snapshot(model, cached, served)
+            return _classify(model, served, files, cached, observed, served=served,
+                             upstream=remote.commit, stale=remote.stale)
+        files = tuple(
+            FileWork(f.path, f.size, f.etag)
+            for f in sorted(remote.files, key=lambda f: f.path)
+            if selects(f.path, model.include, model.exclude)
+        )
+        return _classify(model, remote.commit, files, cached, observed, served=served,
+                         stale=remote.stale)
+    problem = remote if isinstance(remote, RemoteProblem) else RemoteProblem(
+        Reason.HUB_UNREACHABLE, "the hub was not asked about this model")
+    if served is not None:
+        # Without the hub, the snapshot the cache already serves is the best description of
+        # the model: its blob names are the expected digests, so it can still be verified.
+        files = _files_from_snapshot(model, cached, served)
+        return _classify(model, served, files, cached, observed, served=served, problem=problem)
+    return Assessment(model=model, commit=None, files=(), problem=problem)
+
+
+def _served_commit(model: DesiredModel, cached: CachedRepo) -> str | None:
+    if is_commit(model.revision):
+        return model.revision if model.revision in cached.snapshots else None
+    commit = cached.refs.get(model.revision)
+    return commit if commit and commit in cached.snapshots else None
+
+
+def _holds_back(model: DesiredModel, remote: RemoteRevision, cached: CachedRepo,
+                served: str | None) -> bool:
+    """A moved branch waits for a human unless the model's updates are automatic."""
+    return (
+        model.updates is not UpdatePolicy.AUTO
+        and not is_commit(model.revision)
+        and served is not None
+        and served != remote.commit
+        and bool(cached.files_at(served))
+    )
+
+
+def _files_from_snapshot(model: DesiredModel, cached: CachedRepo, commit: str) -> tuple[FileWork, ...]:
+    return tuple(
+        FileWork(path, f.size, f.blob)
+        for path, f in sorted(cached.files_at(commit).items())
+        if f.blob and f.size >= 0 and selects(path, model.include, model.exclude)
+    )
+
+
+def _classify(
+    model: DesiredModel,
+    commit: str,
+    files: tuple[FileWork, ...],
+    cached: CachedRepo,
+    observed: Observation,
+    *,
+    served: str | None,
+    upstream: str | None = None,
+    stale: bool = False,
+    problem: RemoteProblem | None = None,
+) -> Assessment:
+    snapshot = cached.files_at(commit)
+    good: list[FileWork] = []
+    missing: list[FileWork] = []
+    damaged: list[Damage] = []
+    unverified: list[FileWork] = []
+    for f in files:
+        entry = snapshot.get(f.path)
+        verdict = _file_verdict(f, entry, observed.verifications.get((model.repo, f.etag)))
+        if verdict is None:
+            good.append(f)
+        elif isinstance(verdict, Damage):
+            damaged.append(verdict)
+        elif verdict is Reason.MISSING:
+            missing.append(f)
+        else:
+            unverified.append(f)
+    ref_behind = (
+        bool(files)
+        and not is_commit(model.revision)
+        and served != commit
+        and not missing and not damaged
+    )
+    return Assessment(
+        model=model, commit=commit, files=files, good=tuple(good), missing=tuple(missing),
+        damaged=tuple(damaged), unverified=tuple(unverified), problem=problem,
+        served_commit=served, upstream_commit=upstream, ref_behind=ref_behind, hub_stale=stale,
+        reusable=_reusable(cached, missing),
+    )
+
+
+def _reusable(cached: CachedRepo, missing: list[FileWork]) -> frozenset[str]:
+    wanted = {f.etag: f.size for f in missing}
+    return frozenset(
+        entry.blob
+        for files in cached.snapshots.values()
+        for entry in files.values()
+        if wanted.get(entry.blob) == entry.size
+    )
+
+
+def _file_verdict(
+    f: FileWork, entry: CachedFile | None, record: Verification | None
+) -> Damage | Reason | None:
+    """None when the file is good; otherwise MISSING, UNVERIFIED or a Damage."""
+    if entry is None or entry.size < 0:
+        return Reason.MISSING
+    if entry.blob and entry.blob != f.etag:
+        return Damage(f, Reason.CHECKSUM_MISMATCH, f"snapshot points at blob {entry.blob[:12]}")
+    if entry.size != f.size:
+        return Damage(f, Reason.SIZE_MISMATCH, f"{entry.size} bytes on disk, {f.size} expected")
+    if record is None or not record.still_describes(entry):
+        return Reason.UNVERIFIED
+    if not record.ok:
+        return Damage(f, Reason.CHECKSUM_MISMATCH, f"content hashes to {record.digest[:12]}")
+    return None

@@ -1,0 +1,137 @@
+"""The Hugging Face cache layout on disk: where things are, and reading them without change.
+
+``models--org--name/{blobs,snapshots,refs}`` as huggingface_hub writes it; see
+``huggingface_hub/file_download.py`` and ``utils/_cache_manager.py``.  Every path built here
+is checked to stay under the cache root, because repo ids, revisions and file names come
+from manifests and from a hub, and neither is trusted.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from controller.domain import CachedFile, CachedRepo, PartialFile
+
+QUARANTINE_DIR = ".quarantine"
+
+
+class UnsafePathError(ValueError):
+    """A name from a manifest or a hub would resolve outside the cache root."""
+
+
+def repo_folder(cache_dir: Path, repo: str) -> Path:
+    return _inside(cache_dir, cache_dir / ("models--" + repo.replace("/", "--")))
+
+
+def snapshot_path(cache_dir: Path, repo: str, commit: str, path: str) -> Path:
+    folder = repo_folder(cache_dir, repo)
+    return _inside(folder / "snapshots" / commit, folder / "snapshots" / commit / path)
+
+
+def blob_path(cache_dir: Path, repo: str, etag: str) -> Path:
+    folder = repo_folder(cache_dir, repo)
+    return _inside(folder / "blobs", folder / "blobs" / etag)
+
+
+def ref_path(cache_dir: Path, repo: str, revision: str) -> Path:
+    folder = repo_folder(cache_dir, repo)
+    return _inside(folder / "refs", folder / "refs" / revision)
+
+
+def quarantine_path(cache_dir: Path, repo: str, etag: str) -> Path:
+    folder = repo_folder(cache_dir, repo)
+    return _inside(folder / QUARANTINE_DIR, folder / QUARANTINE_DIR / etag)
+
+
+def check_relative(path: str) -> None:
+    """Reject file names that could address something outside a snapshot."""
+    parts = path.replace("\\", "/").split("/")
+    if not path or path.startswith(("/", "\\")) or ".." in parts or "" in parts[:-1] or ":" in parts[0]:
+        raise UnsafePathError(f"unsafe file name {path!r}")
+
+
+def _inside(root: Path, candidate: Path) -> Path:
+    """``candidate`` lexically under ``root`` (symlinks in the cache are checked on read)."""
+    root_abs = Path(os.path.abspath(root))
+    cand_abs = Path(os.path.abspath(candidate))
+    if cand_abs != root_abs and root_abs not in cand_abs.parents:
+        raise UnsafePathError(f"{candidate} is outside {root}")
+    return candidate
+
+
+def read_repo(cache_dir: Path, repo: str) -> CachedRepo:
+    """Everything the cache holds for ``repo``; an absent repo reads as empty."""
+    folder = repo_folder(cache_dir, repo)
+    if not folder.is_dir():
+        return CachedRepo(repo=repo)
+    return CachedRepo(
+        repo=repo,
+        refs=_read_refs(folder / "refs"),
+        snapshots=_read_snapshots(folder),
+        partials=_read_partials(folder / "blobs"),
+    )
+
+
+def _read_refs(refs_dir: Path) -> dict[str, str]:
+    refs: dict[str, str] = {}
+    if not refs_dir.is_dir():
+        return refs
+    for dirpath, _dirs, names in os.walk(refs_dir):
+        for name in names:
+            path = Path(dirpath) / name
+            try:
+                refs[path.relative_to(refs_dir).as_posix()] = path.read_text().strip()
+            except OSError:
+                continue
+    return refs
+
+
+def _read_snapshots(folder: Path) -> dict[str, dict[str, CachedFile]]:
+    snapshots_dir = folder / "snapshots"
+    snapshots: dict[str, dict[str, CachedFile]] = {}
+    if not snapshots_dir.is_dir():
+        return snapshots
+    for commit_dir in sorted(snapshots_dir.iterdir()):
+        if commit_dir.is_dir() and not commit_dir.is_symlink():
+            snapshots[commit_dir.name] = _read_snapshot(commit_dir, folder / "blobs")
+    return snapshots
+
+
+def _read_snapshot(commit_dir: Path, blobs_dir: Path) -> dict[str, CachedFile]:
+    files: dict[str, CachedFile] = {}
+    # os.walk does not follow directory symlinks, so a planted link cannot widen the scan.
+    for dirpath, _dirs, names in os.walk(commit_dir):
+        for name in names:
+            entry = Path(dirpath) / name
+            rel = entry.relative_to(commit_dir).as_posix()
+            files[rel] = _read_entry(rel, entry, blobs_dir)
+    return files
+
+
+def _read_entry(rel: str, entry: Path, blobs_dir: Path) -> CachedFile:
+    blob = ""
+    if entry.is_symlink():
+        target = Path(os.path.normpath(entry.parent / os.readlink(entry)))
+        if target.parent != Path(os.path.normpath(blobs_dir)):
+            # A link that leaves the repo's blobs/ is not something huggingface_hub writes;
+            # reading through it could report a file outside the cache as ours.
+            return CachedFile(rel, blob="", size=-1)
+        blob = target.name
+    try:
+        st = entry.stat()
+    except OSError:
+        return CachedFile(rel, blob=blob, size=-1)
+    return CachedFile(rel, blob=blob, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
+
+
+def _read_partials(blobs_dir: Path) -> tuple[PartialFile, ...]:
+    if not blobs_dir.is_dir():
+        return ()
+    partials = []
+    for path in sorted(blobs_dir.glob("*.incomplete")):
+        try:
+            partials.append(PartialFile(blob=path.name.split(".")[0], size=path.stat().st_size))
+        except OSError:
+            continue
+    return tuple(partials)

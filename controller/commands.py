@@ -1,0 +1,129 @@
+"""What each ``reconcile`` command does, between parsing its arguments and its exit code.
+
+User errors (bad manifests, unreadable status files) are printed as messages and exit 1;
+tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from controller import hub, render, status
+from controller.domain import DesiredState
+from controller.manifest import ManifestError, ManifestSet, load_manifests, manifest_json_schema, to_desired
+from controller.status import StatusReport
+from controller.units import human_bytes
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+def _load(path: str) -> tuple[ManifestSet, DesiredState] | None:
+    try:
+        manifests = load_manifests(path)
+    except ManifestError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        count = len(e.problems)
+        print(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed.",
+              file=sys.stderr)
+        return None
+    desired = to_desired(manifests)
+    # huggingface_hub reads its endpoint at import time: configure before first use.
+    hub.configure(desired.endpoint)
+    return manifests, desired
+
+
+def validate(path: str) -> int:
+    loaded = _load(path)
+    if loaded is None:
+        return EXIT_ERROR
+    manifests, desired = loaded
+    print(f"{len(manifests.files)} manifest file(s), {len(desired.models)} model(s): valid.")
+    return EXIT_OK
+
+
+def schema() -> int:
+    print(json.dumps(manifest_json_schema(), indent=2))
+    return EXIT_OK
+
+
+def plan(path: str, *, as_json: bool, detailed: bool, offline: bool) -> int:
+    loaded = _load(path)
+    if loaded is None:
+        return EXIT_ERROR
+    from controller.loop import make_plan
+
+    the_plan, _ = make_plan(loaded[1], offline=offline)
+    sys.stdout.write(render.plan_to_json(the_plan) if as_json else render.plan_to_text(the_plan))
+    if the_plan.errors:
+        return EXIT_ERROR
+    return EXIT_CHANGES if detailed and not the_plan.empty else EXIT_OK
+
+
+def apply(path: str, *, as_json: bool, offline: bool) -> int:
+    loaded = _load(path)
+    if loaded is None:
+        return EXIT_ERROR
+    manifests, desired = loaded
+    from controller.loop import reconcile
+
+    result = reconcile(desired, concurrency=manifests.downloads.concurrency, offline=offline)
+    if as_json:
+        print(json.dumps({"plan": render.plan_to_dict(result.plan),
+                          "status": _status_dict(result.status)}, indent=2))
+    else:
+        sys.stdout.write(render.plan_to_text(result.plan))
+        print()
+        print(_status_table(result.status))
+        print(f"\nStatus written to {desired.status_file}")
+    return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def show_status(path: str, status_file: str | None, *, as_json: bool) -> int:
+    if status_file is None:
+        loaded = _load(path)
+        if loaded is None:
+            return EXIT_ERROR
+        status_file = loaded[1].status_file
+    if not Path(status_file).exists():
+        print(f"no status at {status_file}: run `reconcile --apply` first", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        report = status.read(status_file)
+    except Exception as e:  # a hand-edited or truncated file is a user problem, not a bug
+        print(f"{status_file}: not a modelsync status file: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(_status_dict(report), indent=2) if as_json else _status_table(report))
+    return EXIT_OK
+
+
+def serve(directory: str, host: str, port: int) -> int:
+    from controller.serve import run
+
+    if not Path(directory).is_dir():
+        print(f"{directory}: not a directory", file=sys.stderr)
+        return EXIT_ERROR
+    return run(directory, host, port)
+
+
+def _status_dict(report: StatusReport) -> dict[str, object]:
+    return status.to_dict(report)
+
+
+def _status_table(report: StatusReport) -> str:
+    header = ("NAME", "PHASE", "SIZE", "VERIFIED", "REVISION", "MESSAGE")
+    rows = [header]
+    for m in report.models:
+        score = "-" if m.integrity_score is None else f"{m.integrity_score:.0%}"
+        rev = f"{m.revision}@{m.commit[:12]}" if m.commit else m.revision
+        rows.append((m.name, m.phase.value, human_bytes(m.size_on_disk), score, rev, m.message))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows]
+    s = report.summary
+    phases = ", ".join(f"{n} {p}" for p, n in s.phases.items())
+    lines.append("")
+    lines.append(f"{s.models} models: {phases}; {human_bytes(s.size_on_disk)} on disk of "
+                 f"{human_bytes(s.expected_size)} expected; ready: {'yes' if s.ready else 'no'}")
+    return "\n".join(lines)

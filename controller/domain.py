@@ -1,0 +1,274 @@
+"""The values the loop passes between its stages.
+
+Everything here is an immutable value: the desired state comes from the manifest
+(``controller.manifest``), the observed state from ``controller.observe``, and the
+planner turns both into a :class:`Plan` without touching the outside world.  Keeping
+these types free of I/O is what lets ``plan`` be a pure function that tests can
+drive from tables.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def is_commit(revision: str) -> bool:
+    """A revision that already names a commit needs no resolution and no ref."""
+    return bool(COMMIT_RE.match(revision))
+
+
+class Phase(str, Enum):
+    """The seed's availability phases; every model in a status has exactly one."""
+
+    AVAILABLE = "AVAILABLE"
+    DOWNLOADING = "DOWNLOADING"
+    MISSING = "MISSING"
+    CORRUPTED = "CORRUPTED"
+    UPDATING = "UPDATING"
+    QUEUED = "QUEUED"
+    PAUSED = "PAUSED"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"
+
+
+class Priority(str, Enum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    AUTO = "auto"
+
+    @property
+    def rank(self) -> int:
+        """Lower rank is more urgent; ``auto`` without usage counts as low."""
+        return _PRIORITY_RANK[self]
+
+
+_PRIORITY_RANK = {
+    Priority.CRITICAL: 0,
+    Priority.HIGH: 1,
+    Priority.MEDIUM: 2,
+    Priority.LOW: 3,
+    Priority.AUTO: 3,
+}
+
+
+class Policy(str, Enum):
+    ALWAYS = "always"
+    ON_DEMAND = "on-demand"
+
+
+class UpdatePolicy(str, Enum):
+    AUTO = "auto"
+    NOTIFY = "notify"
+    OFF = "off"
+
+
+class ActionKind(str, Enum):
+    """What an action does.  The enum order is the order of work within a model."""
+
+    REPAIR = "repair"
+    DOWNLOAD = "download"
+    UPDATE = "update"
+    VERIFY = "verify"
+    DELETE = "delete"
+
+
+class Reason(str, Enum):
+    """Machine-readable causes, shared by plan actions and status entries."""
+
+    MISSING = "Missing"  # nothing of the model is in the cache
+    INCOMPLETE = "Incomplete"  # some selected files are missing
+    CORRUPTED = "Corrupted"  # a file's size or checksum differs from the hub's
+    UNVERIFIED = "Unverified"  # files are present but were never checked
+    UPSTREAM_MOVED = "UpstreamMoved"  # the branch now points at another commit
+    REVISION_CHANGED = "RevisionChanged"  # the manifest asks for another revision
+    VERIFIED = "Verified"  # every selected file is present and checked
+    SUSPENDED = "Suspended"
+    NOT_REQUESTED = "NotRequested"  # on-demand model nobody asked for yet
+    HUB_UNREACHABLE = "HubUnreachable"
+    REPO_NOT_FOUND = "RepoNotFound"
+    REVISION_NOT_FOUND = "RevisionNotFound"
+    ACCESS_DENIED = "AccessDenied"
+    NO_MATCHING_FILES = "NoMatchingFiles"
+    CHECKSUM_MISMATCH = "ChecksumMismatch"
+    SIZE_MISMATCH = "SizeMismatch"
+    DOWNLOAD_FAILED = "DownloadFailed"
+    UNSAFE_PATH = "UnsafePath"
+
+
+# --------------------------------------------------------------------------- desired
+
+
+@dataclass(frozen=True)
+class DesiredModel:
+    """One model as the manifest declares it, with defaults already applied."""
+
+    name: str
+    repo: str
+    revision: str = "main"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    priority: Priority = Priority.AUTO
+    policy: Policy = Policy.ALWAYS
+    updates: UpdatePolicy = UpdatePolicy.NOTIFY
+    suspend: bool = False
+    source: str = ""  # "file:line" where the model is declared, for messages
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    models: tuple[DesiredModel, ...]
+    cache_dir: str
+    state_dir: str
+    endpoint: str
+    generation: str  # hash of the manifest content, echoed as observedGeneration
+    status_file: str
+
+
+# --------------------------------------------------------------------------- observed
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file of a hub revision.  ``etag`` is its blob name in the HF cache layout."""
+
+    path: str
+    size: int
+    blob_id: str  # git blob sha1
+    sha256: str | None = None  # set for LFS files
+
+    @property
+    def etag(self) -> str:
+        return self.sha256 or self.blob_id
+
+
+@dataclass(frozen=True)
+class RemoteRevision:
+    """What the hub says a revision contains, resolved to one commit."""
+
+    repo: str
+    revision: str
+    commit: str
+    files: tuple[RemoteFile, ...]
+    stale: bool = False  # True when read from the state store because the hub was unreachable
+
+
+@dataclass(frozen=True)
+class RemoteProblem:
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    """A snapshot entry: ``path`` in the snapshot and the blob it resolves to."""
+
+    path: str
+    blob: str  # blob file name (the etag); "" when the entry is a plain copy
+    size: int  # -1 when the link is broken
+    mtime_ns: int = 0
+    inode: int = 0
+
+
+@dataclass(frozen=True)
+class PartialFile:
+    blob: str
+    size: int
+
+
+@dataclass(frozen=True)
+class CachedRepo:
+    repo: str
+    refs: Mapping[str, str] = field(default_factory=dict)
+    snapshots: Mapping[str, Mapping[str, CachedFile]] = field(default_factory=dict)
+    partials: tuple[PartialFile, ...] = ()
+
+    def files_at(self, commit: str) -> Mapping[str, CachedFile]:
+        return self.snapshots.get(commit, {})
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The last check of a blob, valid while size, mtime and inode are unchanged."""
+
+    blob: str
+    size: int
+    mtime_ns: int
+    inode: int
+    digest: str
+    ok: bool
+    checked_at: datetime
+
+    def still_describes(self, f: CachedFile) -> bool:
+        return (self.size, self.mtime_ns, self.inode) == (f.size, f.mtime_ns, f.inode)
+
+
+@dataclass(frozen=True)
+class Disk:
+    total: int
+    free: int
+
+
+@dataclass(frozen=True)
+class Observation:
+    cache: Mapping[str, CachedRepo]  # by repo id
+    remote: Mapping[str, RemoteRevision | RemoteProblem]  # by model name
+    verifications: Mapping[tuple[str, str], Verification]  # by (repo, blob)
+    disk: Disk | None
+    problems: tuple[str, ...] = ()
+
+    def repo(self, repo: str) -> CachedRepo:
+        return self.cache.get(repo) or CachedRepo(repo=repo)
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class FileWork:
+    path: str
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    model: str
+    repo: str
+    revision: str
+    commit: str
+    files: tuple[FileWork, ...]
+    bytes: int  # bytes this action transfers (download/repair/update) or reads (verify)
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    generation: str
+    created_at: datetime
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()  # problems that make the plan incomplete (exit 1)
+    disk: Disk | None = None  # the cache filesystem as observed, for the fit check
+
+    @property
+    def download_bytes(self) -> int:
+        return sum(a.bytes for a in self.actions if a.kind is not ActionKind.VERIFY)
+
+    @property
+    def verify_bytes(self) -> int:
+        return sum(a.bytes for a in self.actions if a.kind is ActionKind.VERIFY)
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions

@@ -1,0 +1,133 @@
+"""The hub, as modelsync talks to it: resolve a revision, fetch one file.
+
+Everything goes through ``huggingface_hub`` so mirrors (``endpoint``), auth and the cache
+layout behave exactly as they do for applications.  Its exceptions are mapped to
+:class:`HubError` with a :class:`~controller.domain.Reason` and a message written for the
+person reading the status; no message ever contains a token.
+
+huggingface_hub reads ``HF_ENDPOINT`` and friends once, at import time, so
+:func:`configure` must run before anything imports it (the CLI calls it first thing).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from controller.cachefs import UnsafePathError, check_relative
+from controller.domain import Reason, RemoteFile, RemoteProblem, RemoteRevision
+
+# hub metadata calls have no timeout by default (HF_HUB_FACTS §1.2); a stalled mirror must
+# not hang a reconcile.
+METADATA_TIMEOUT_S = 30.0
+ETAG_TIMEOUT_S = 30.0
+
+_TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{8,}")
+
+
+class HubError(Exception):
+    def __init__(self, reason: Reason, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.transient = transient
+
+
+def configure(endpoint: str) -> None:
+    """Point huggingface_hub's process-wide settings at ``endpoint`` before it is imported.
+
+    An explicit ``endpoint`` is also passed to every call; the environment matters for the
+    few requests huggingface_hub makes on its own (its agent registry look-up).
+    """
+    os.environ["HF_ENDPOINT"] = endpoint
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
+
+
+def redact(text: str) -> str:
+    """Remove anything shaped like a token, and the configured one, from ``text``."""
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if token:
+        text = text.replace(token, "***")
+    return _TOKEN_RE.sub("hf_***", text)
+
+
+def resolve(repo: str, revision: str, endpoint: str) -> RemoteRevision | RemoteProblem:
+    """What ``repo@revision`` contains, or why the hub could not say."""
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi(endpoint=endpoint).model_info(
+            repo, revision=revision, files_metadata=True, timeout=METADATA_TIMEOUT_S
+        )
+        files = tuple(_remote_file(s) for s in info.siblings or ())
+    except UnsafePathError as e:
+        return RemoteProblem(Reason.UNSAFE_PATH, f"the hub listed an {e}; refusing the revision")
+    except Exception as e:  # every failure becomes a recorded problem, never a crash
+        err = to_hub_error(e, repo=repo, revision=revision, endpoint=endpoint)
+        return RemoteProblem(err.reason, err.message)
+    if not info.sha:
+        return RemoteProblem(Reason.HUB_UNREACHABLE, f"{endpoint} did not say which commit "
+                             f"{repo}@{revision} is")
+    return RemoteRevision(repo=repo, revision=revision, commit=info.sha, files=files)
+
+
+def _remote_file(sibling: Any) -> RemoteFile:
+    check_relative(sibling.rfilename)
+    lfs = sibling.lfs
+    return RemoteFile(
+        path=sibling.rfilename,
+        size=int(sibling.size if sibling.size is not None else (lfs.size if lfs else 0)),
+        blob_id=sibling.blob_id or "",
+        sha256=lfs.sha256 if lfs else None,
+    )
+
+
+def download(repo: str, path: str, commit: str, cache_dir: str, endpoint: str) -> str:
+    """Fetch one file of ``commit`` into the cache; returns its snapshot path."""
+    from huggingface_hub import hf_hub_download
+
+    check_relative(path)
+    try:
+        return hf_hub_download(
+            repo, path, revision=commit, cache_dir=cache_dir, endpoint=endpoint,
+            etag_timeout=ETAG_TIMEOUT_S,
+        )
+    except Exception as e:
+        raise to_hub_error(e, repo=repo, revision=commit, endpoint=endpoint, path=path) from None
+
+
+def to_hub_error(
+    e: Exception, *, repo: str, revision: str, endpoint: str, path: str | None = None
+) -> HubError:
+    from huggingface_hub import errors
+
+    where = f"{repo}@{revision[:12]}" + (f":{path}" if path else "")
+    if isinstance(e, errors.GatedRepoError):
+        return HubError(Reason.ACCESS_DENIED, (
+            f"{repo} is gated: request access at {endpoint}/{repo}, then log in with "
+            "`hf auth login` or set HF_TOKEN"), transient=False)
+    if isinstance(e, errors.RepositoryNotFoundError):
+        return HubError(Reason.REPO_NOT_FOUND, (
+            f"{repo} was not found on {endpoint} (if it is private, log in with "
+            "`hf auth login` or set HF_TOKEN)"), transient=False)
+    if isinstance(e, errors.RevisionNotFoundError):
+        return HubError(Reason.REVISION_NOT_FOUND,
+                        f"revision {revision!r} of {repo} was not found on {endpoint}",
+                        transient=False)
+    if isinstance(e, errors.RemoteEntryNotFoundError):
+        return HubError(Reason.DOWNLOAD_FAILED, f"{where}: the hub has no such file",
+                        transient=False)
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if status in (401, 403):
+        return HubError(Reason.ACCESS_DENIED, (
+            f"{endpoint} refused access to {repo} (HTTP {status}); log in with "
+            "`hf auth login` or set HF_TOKEN"), transient=False)
+    detail = redact(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    if status is not None:
+        return HubError(Reason.DOWNLOAD_FAILED if path else Reason.HUB_UNREACHABLE,
+                        f"{where}: HTTP {status}: {detail}", transient=status >= 500 or status == 429)
+    reason = Reason.DOWNLOAD_FAILED if path else Reason.HUB_UNREACHABLE
+    return HubError(reason, f"{where}: {type(e).__name__}: {detail}", transient=True)

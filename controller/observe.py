@@ -1,0 +1,113 @@
+"""Observation: read the cache, the state store, the disk and the hub; change nothing.
+
+Problems are recorded in the :class:`~controller.domain.Observation` instead of raised, so
+one unreachable hub or one odd directory never hides what is known about everything else.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+from controller import cachefs, hub
+from controller.domain import (
+    CachedRepo,
+    DesiredModel,
+    DesiredState,
+    Disk,
+    Observation,
+    Reason,
+    RemoteProblem,
+    RemoteRevision,
+)
+from controller.state import StateStore
+
+def observe(
+    desired: DesiredState,
+    *,
+    now: datetime,
+    offline: bool = False,
+    store: StateStore | None = None,
+    remote: Mapping[str, RemoteRevision | RemoteProblem] | None = None,
+) -> Observation:
+    """``remote`` reuses an earlier hub answer (after an apply, the hub is not asked again).
+
+    ``store`` is the open state store when the caller is applying; planning opens it
+    read-only so that a plan creates nothing on disk.
+    """
+    cache_dir = Path(desired.cache_dir)
+    problems: list[str] = []
+    cache = _read_cache(cache_dir, desired.models, problems)
+    owned = store is not None
+    store = store or StateStore.open_readonly(Path(desired.state_dir))
+    try:
+        if remote is None:
+            remote = _resolve_all(desired, store, now, offline, remember=owned)
+        verifications = store.verifications() if store else {}
+    finally:
+        if store is not None and not owned:
+            store.close()
+    return Observation(
+        cache=cache,
+        remote=dict(remote),
+        verifications=verifications,
+        disk=_disk(cache_dir, problems),
+        problems=tuple(problems),
+    )
+
+
+def _read_cache(
+    cache_dir: Path, models: tuple[DesiredModel, ...], problems: list[str]
+) -> dict[str, CachedRepo]:
+    cache: dict[str, CachedRepo] = {}
+    for repo in sorted({m.repo for m in models}):
+        try:
+            cache[repo] = cachefs.read_repo(cache_dir, repo)
+        except (OSError, cachefs.UnsafePathError) as e:
+            problems.append(f"cache: cannot read {repo}: {e}")
+    return cache
+
+
+def _resolve_all(
+    desired: DesiredState,
+    store: StateStore | None,
+    now: datetime,
+    offline: bool,
+    *,
+    remember: bool,
+) -> dict[str, RemoteRevision | RemoteProblem]:
+    wanted = [m for m in desired.models if not m.suspend]
+    if offline:
+        answers = [RemoteProblem(Reason.HUB_UNREACHABLE, "offline: the hub was not asked")
+                   for _ in wanted]
+    else:
+        with ThreadPoolExecutor(max_workers=min(8, max(1, len(wanted)))) as pool:
+            answers = list(pool.map(lambda m: hub.resolve(m.repo, m.revision, desired.endpoint),
+                                    wanted))
+    remote: dict[str, RemoteRevision | RemoteProblem] = {}
+    for model, answer in zip(wanted, answers):
+        if isinstance(answer, RemoteRevision):
+            if remember and store is not None:
+                store.remember_remote(answer, now)
+        elif answer.reason is Reason.HUB_UNREACHABLE and store is not None:
+            # An unreachable hub is not a changed hub: plan against what it said last.
+            answer = store.recall_remote(model.repo, model.revision) or answer
+        remote[model.name] = answer
+    return remote
+
+
+def _disk(cache_dir: Path, problems: list[str]) -> Disk | None:
+    # The cache may not exist yet; its filesystem is that of the nearest existing parent.
+    probe = cache_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        usage = shutil.disk_usage(probe)
+    except OSError as e:
+        problems.append(f"disk: cannot read free space of {probe}: {e}")
+        return None
+    return Disk(total=usage.total, free=usage.free)
+

@@ -1,0 +1,107 @@
+"""Two views of one plan: a Terraform-like text for people and JSON for programs."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from controller.domain import Action, ActionKind, Plan
+from controller.units import human_bytes
+
+PLAN_FORMAT_VERSION = "1.0"
+
+_SYMBOL = {
+    ActionKind.DOWNLOAD: "+",
+    ActionKind.UPDATE: "~",
+    ActionKind.REPAIR: "-/+",
+    ActionKind.VERIFY: "?",
+    ActionKind.DELETE: "-",
+}
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    counts = Counter(a.kind.value for a in plan.actions)
+    return {
+        "format_version": PLAN_FORMAT_VERSION,
+        "generation": plan.generation,
+        "created_at": plan.created_at.isoformat(),
+        "changes_pending": not plan.empty,
+        "actions": [_action_to_dict(a) for a in plan.actions],
+        "totals": {
+            "actions": len(plan.actions),
+            "by_kind": {k.value: counts.get(k.value, 0) for k in ActionKind},
+            "download_bytes": plan.download_bytes,
+            "verify_bytes": plan.verify_bytes,
+        },
+        "disk": None if plan.disk is None else {"total": plan.disk.total, "free": plan.disk.free},
+        "warnings": list(plan.warnings),
+        "errors": list(plan.errors),
+    }
+
+
+def plan_to_json(plan: Plan) -> str:
+    return json.dumps(plan_to_dict(plan), indent=2, sort_keys=False) + "\n"
+
+
+def _action_to_dict(a: Action) -> dict[str, Any]:
+    return {
+        "kind": a.kind.value,
+        "model": a.model,
+        "repo": a.repo,
+        "revision": a.revision,
+        "commit": a.commit,
+        "bytes": a.bytes,
+        "reason": a.reason.value,
+        "message": a.message,
+        "files": [{"path": f.path, "size": f.size, "etag": f.etag} for f in a.files],
+    }
+
+
+def plan_to_text(plan: Plan) -> str:
+    lines: list[str] = []
+    for error in plan.errors:
+        lines.append(f"Error: {error}")
+    for warning in plan.warnings:
+        lines.append(f"Warning: {warning}")
+    if lines:
+        lines.append("")
+    if plan.empty:
+        lines.append("No changes. Models are up to date." if not plan.errors
+                     else "No changes planned for the models that could be assessed.")
+        return "\n".join(lines) + "\n"
+    lines.append("modelsync will perform the following actions, in this order:")
+    lines.append("")
+    width = max(len(a.model) for a in plan.actions)
+    for a in plan.actions:
+        lines.append(_action_line(a, width))
+        lines.append(f"      {a.message}")
+    lines.append("")
+    lines.append(_summary(plan))
+    return "\n".join(lines) + "\n"
+
+
+def _action_line(a: Action, width: int) -> str:
+    symbol = _SYMBOL[a.kind].rjust(3)
+    count = len(a.files)
+    what = f"{count} file{'s' if count != 1 else ''}, {human_bytes(a.bytes)}"
+    return f"{symbol} {a.kind.value:<8} {a.model:<{width}}  {what}  ({a.reason.value})"
+
+
+def _summary(plan: Plan) -> str:
+    counts = Counter(a.kind for a in plan.actions)
+    parts = [
+        f"{counts[ActionKind.DOWNLOAD]} to download",
+        f"{counts[ActionKind.UPDATE]} to update",
+        f"{counts[ActionKind.REPAIR]} to repair",
+        f"{counts[ActionKind.VERIFY]} to verify",
+        f"{counts[ActionKind.DELETE]} to delete",
+    ]
+    text = f"Plan: {', '.join(parts)}."
+    text += f"\nTransfer: {human_bytes(plan.download_bytes)}"
+    if plan.verify_bytes:
+        text += f"; hash: {human_bytes(plan.verify_bytes)}"
+    if plan.disk is not None:
+        fits = "fits" if plan.download_bytes <= plan.disk.free else "DOES NOT FIT"
+        text += f"; free on cache disk: {human_bytes(plan.disk.free)} ({fits})"
+    return text + "."

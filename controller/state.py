@@ -1,0 +1,526 @@
+"""The SQLite state store: everything modelsync remembers that is not a file in the cache.
+
+One database, ``<state_dir>/modelsync.db``, shared by every process on the machine: the
+application recording usage, the CLI, the controller.  WAL journal mode lets readers run
+alongside the single writer, and a busy timeout makes a writer wait for another instead of
+failing; each write is one short ``BEGIN IMMEDIATE`` transaction, so nobody waits long.
+
+The schema evolves by appending to :data:`MIGRATIONS`.  ``PRAGMA user_version`` records how
+many have been applied; opening the store applies the missing ones in a single transaction,
+and refuses a database written by a newer modelsync rather than misreading it.
+
+Callers pass every timestamp in; the store never reads the clock, which keeps it
+deterministic under test and leaves "now" to whoever owns the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from controller.domain import RemoteFile, RemoteRevision, Verification
+
+DB_FILENAME = "modelsync.db"
+
+# How long a writer waits for another process's transaction before giving up.  Writes are
+# tiny, so hitting this means something is stuck, not merely busy.
+BUSY_TIMEOUT_SECONDS = 10.0
+
+# Each entry is one schema version: the statements that bring version N-1 to version N.
+# Append only; never edit a migration that has shipped.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE verifications (
+            repo TEXT NOT NULL,
+            blob TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            ok INTEGER NOT NULL CHECK (ok IN (0, 1)),
+            checked_at TEXT NOT NULL,
+            PRIMARY KEY (repo, blob)
+        )
+        """,
+        """
+        CREATE TABLE downloads (
+            id INTEGER PRIMARY KEY,
+            model TEXT NOT NULL,
+            repo TEXT NOT NULL,
+            revision TEXT NOT NULL,
+            commit_sha TEXT NOT NULL,
+            path TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            seconds REAL NOT NULL,
+            outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'failed', 'corrupt')),
+            message TEXT NOT NULL DEFAULT ''
+        )
+        """,
+        "CREATE INDEX downloads_by_model ON downloads (model, finished_at)",
+        "CREATE INDEX downloads_by_outcome ON downloads (outcome, finished_at)",
+        """
+        CREATE TABLE remote_revisions (
+            repo TEXT NOT NULL,
+            revision TEXT NOT NULL,
+            commit_sha TEXT NOT NULL,
+            files_json TEXT NOT NULL,
+            observed_at TEXT NOT NULL,
+            PRIMARY KEY (repo, revision)
+        )
+        """,
+    ),
+)
+
+
+class StateError(Exception):
+    """The state database cannot be used as asked."""
+
+
+class SchemaTooNewError(StateError):
+    """The database was written by a newer modelsync than this one."""
+
+
+class DownloadOutcome(str, Enum):
+    OK = "ok"
+    FAILED = "failed"
+    CORRUPT = "corrupt"  # transferred completely, but the checksum did not match
+
+
+@dataclass(frozen=True)
+class DownloadRecord:
+    """One download attempt of one file."""
+
+    id: int
+    model: str
+    repo: str
+    revision: str
+    commit: str
+    path: str
+    bytes: int  # bytes transferred by this attempt (a resumed download counts the rest only)
+    started_at: datetime
+    finished_at: datetime
+    seconds: float
+    outcome: DownloadOutcome
+    message: str
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def _timestamp(value: datetime) -> str:
+    """ISO-8601 UTC with fixed-width microseconds, so text order is time order."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"timestamp {value!r} has no time zone; pass an aware datetime")
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(timezone.utc)
+
+
+_INT64_LIMIT = 1 << 63
+
+
+def _inode_to_sql(inode: int) -> int:
+    # SQLite integers are signed 64-bit, but some file systems (NFS, FUSE, overlay) hand out
+    # inode numbers above 2**63; store those as their two's-complement twin.
+    return inode - (1 << 64) if inode >= _INT64_LIMIT else inode
+
+
+def _inode_from_sql(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+def _files_to_json(files: Sequence[RemoteFile]) -> str:
+    return json.dumps(
+        [{"path": f.path, "size": f.size, "blob_id": f.blob_id, "sha256": f.sha256} for f in files],
+        separators=(",", ":"),
+    )
+
+
+def _files_from_json(text: str) -> tuple[RemoteFile, ...]:
+    return tuple(
+        RemoteFile(path=d["path"], size=d["size"], blob_id=d["blob_id"], sha256=d["sha256"])
+        for d in json.loads(text)
+    )
+
+
+def _verification_from_row(row: sqlite3.Row) -> Verification:
+    return Verification(
+        blob=row["blob"],
+        size=row["size"],
+        mtime_ns=row["mtime_ns"],
+        inode=_inode_from_sql(row["inode"]),
+        digest=row["digest"],
+        ok=bool(row["ok"]),
+        checked_at=_parse_timestamp(row["checked_at"]),
+    )
+
+
+def _download_from_row(row: sqlite3.Row) -> DownloadRecord:
+    return DownloadRecord(
+        id=row["id"],
+        model=row["model"],
+        repo=row["repo"],
+        revision=row["revision"],
+        commit=row["commit_sha"],
+        path=row["path"],
+        bytes=row["bytes"],
+        started_at=_parse_timestamp(row["started_at"]),
+        finished_at=_parse_timestamp(row["finished_at"]),
+        seconds=row["seconds"],
+        outcome=DownloadOutcome(row["outcome"]),
+        message=row["message"],
+    )
+
+
+# --------------------------------------------------------------------------- connection
+
+
+def _too_new(path: Path, found: int) -> SchemaTooNewError:
+    return SchemaTooNewError(
+        f"state database {path} has schema version {found}, but this modelsync only "
+        f"knows versions up to {len(MIGRATIONS)}; upgrade modelsync, or point the manifest's "
+        "`state` at another directory"
+    )
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> int:
+    """Bring the schema up to date in one transaction; return the resulting version.
+
+    IMMEDIATE takes the write lock before reading the version, so two processes opening a
+    fresh database at once cannot both apply the same migration.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = _user_version(conn)
+        if current > len(MIGRATIONS):
+            raise _too_new(path, current)
+        for statements in MIGRATIONS[current:]:
+            for statement in statements:
+                conn.execute(statement)
+        # PRAGMA cannot take parameters; the value is our own integer.
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return len(MIGRATIONS)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite already rolls back by itself on some errors (disk full, I/O); a second
+    # ROLLBACK would then fail and hide the error that matters.
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _connect(target: str, *, uri: bool) -> sqlite3.Connection:
+    # isolation_level=None: the sqlite3 module must not open transactions behind our back;
+    # writes use explicit BEGIN IMMEDIATE so the busy timeout governs lock waits.
+    conn = sqlite3.connect(
+        target,
+        uri=uri,
+        timeout=BUSY_TIMEOUT_SECONDS,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+# --------------------------------------------------------------------------- store
+
+
+class StateStore:
+    """Verification records, download history and last-known remote revisions.
+
+    Thread safety: one connection per store, guarded by a lock, rather than one connection
+    per thread.  Every operation is a single short statement or transaction, so threads of
+    one process gain nothing from parallel connections (SQLite admits one writer at a time
+    anyway), while a single connection can be closed from any thread and never leaks
+    connections of threads that have finished.  Other processes still run concurrently
+    through WAL.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, version: int, readonly: bool) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._lock = threading.Lock()
+        self.path = path
+        self.schema_version = version
+        self.readonly = readonly
+
+    # ----------------------------------------------------------------- opening and closing
+
+    @classmethod
+    def open(cls, state_dir: str | os.PathLike[str]) -> StateStore:
+        """Open (creating the directory and database if needed) and migrate the store."""
+        directory = Path(state_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / DB_FILENAME
+        conn = _connect(str(path), uri=False)
+        try:
+            # WAL persists in the file; setting it again is a no-op.  It must precede the
+            # migration transaction because the journal mode cannot change inside one.
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # durable in WAL except on power loss
+            conn.execute("PRAGMA foreign_keys = ON")
+            version = _migrate(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, version, readonly=False)
+
+    @classmethod
+    def open_readonly(cls, state_dir: str | os.PathLike[str]) -> StateStore | None:
+        """Open for reading only, or ``None`` when there is no database yet.
+
+        Planning uses this and must change nothing: no directory, no database, no
+        migration.  (SQLite may still create its ``-wal``/``-shm`` side files next to an
+        existing database in order to read it consistently; they hold no data of ours.)
+        """
+        path = Path(state_dir) / DB_FILENAME
+        if not path.is_file():
+            return None
+        conn = _connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            version = _user_version(conn)
+            if version > len(MIGRATIONS):
+                raise _too_new(path, version)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, version, readonly=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _live(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateError(f"state store {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, holding the thread lock for its whole length."""
+        if self.readonly:
+            raise StateError(f"state store {self.path} was opened read-only")
+        with self._lock:
+            conn = self._live()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    def _select(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._live().execute(sql, params).fetchall()
+            except sqlite3.OperationalError as e:
+                # A read-only store cannot migrate an older database; a table a later
+                # migration adds is simply empty from the reader's point of view.
+                if self.schema_version < len(MIGRATIONS) and "no such table" in str(e):
+                    return []
+                raise
+
+    # ----------------------------------------------------------------- verifications
+
+    def record_verification(self, repo: str, v: Verification) -> None:
+        """Remember the latest check of a blob, replacing any earlier one."""
+        with self._write() as conn:
+            conn.execute(
+                """
+                INSERT INTO verifications
+                    (repo, blob, size, mtime_ns, inode, digest, ok, checked_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (repo, blob) DO UPDATE SET
+                    size = excluded.size, mtime_ns = excluded.mtime_ns,
+                    inode = excluded.inode, digest = excluded.digest,
+                    ok = excluded.ok, checked_at = excluded.checked_at
+                """,
+                (
+                    repo,
+                    v.blob,
+                    v.size,
+                    v.mtime_ns,
+                    _inode_to_sql(v.inode),
+                    v.digest,
+                    int(v.ok),
+                    _timestamp(v.checked_at),
+                ),
+            )
+
+    def verifications(self) -> dict[tuple[str, str], Verification]:
+        rows = self._select("SELECT * FROM verifications ORDER BY repo, blob")
+        return {(row["repo"], row["blob"]): _verification_from_row(row) for row in rows}
+
+    def verifications_for(self, repo: str) -> dict[str, Verification]:
+        rows = self._select("SELECT * FROM verifications WHERE repo = ? ORDER BY blob", (repo,))
+        return {row["blob"]: _verification_from_row(row) for row in rows}
+
+    def forget_verification(self, repo: str, blob: str) -> None:
+        """Drop a blob's record, e.g. after the blob was deleted or replaced."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM verifications WHERE repo = ? AND blob = ?", (repo, blob))
+
+    # ----------------------------------------------------------------- downloads
+
+    def record_download(
+        self,
+        *,
+        model: str,
+        repo: str,
+        revision: str,
+        commit: str,
+        path: str,
+        bytes: int,
+        started_at: datetime,
+        finished_at: datetime,
+        outcome: DownloadOutcome,
+        message: str = "",
+        seconds: float | None = None,
+    ) -> int:
+        """Append one download attempt; returns its id.
+
+        ``seconds`` defaults to ``finished_at - started_at``; a caller that timed the
+        transfer with a monotonic clock should pass that, since wall clocks can jump.
+        """
+        duration = (finished_at - started_at).total_seconds() if seconds is None else seconds
+        if duration < 0:
+            raise ValueError(f"a download cannot take {duration} seconds")
+        with self._write() as conn:
+            cursor = conn.execute(
+                """
+                INSERT INTO downloads (model, repo, revision, commit_sha, path, bytes,
+                                       started_at, finished_at, seconds, outcome, message)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                (
+                    model,
+                    repo,
+                    revision,
+                    commit,
+                    path,
+                    bytes,
+                    _timestamp(started_at),
+                    _timestamp(finished_at),
+                    duration,
+                    DownloadOutcome(outcome).value,
+                    message,
+                ),
+            )
+            row_id = cursor.lastrowid
+        assert row_id is not None  # an INSERT into a rowid table always sets it
+        return row_id
+
+    def download_history(self, model: str | None = None, limit: int = 100) -> list[DownloadRecord]:
+        """The most recent attempts, newest first, optionally of one model only."""
+        if model is None:
+            rows = self._select(
+                "SELECT * FROM downloads ORDER BY finished_at DESC, id DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = self._select(
+                "SELECT * FROM downloads WHERE model = ? "
+                "ORDER BY finished_at DESC, id DESC LIMIT ?",
+                (model, limit),
+            )
+        return [_download_from_row(row) for row in rows]
+
+    def throughput(self, window: int = 20) -> float | None:
+        """Bytes per second over the last ``window`` successful downloads, or ``None``.
+
+        Total bytes over total time rather than a mean of rates, so a few tiny files with
+        large fixed overheads do not drown out the big transfers a wait estimate is about.
+        """
+        rows = self._select(
+            """
+            SELECT COALESCE(SUM(bytes), 0) AS total_bytes,
+                   COALESCE(SUM(seconds), 0) AS total_seconds
+            FROM (SELECT bytes, seconds FROM downloads
+                  WHERE outcome = 'ok' AND bytes > 0 AND seconds > 0
+                  ORDER BY finished_at DESC, id DESC LIMIT ?)
+            """,
+            (window,),
+        )
+        if not rows or rows[0]["total_seconds"] <= 0:
+            return None
+        return float(rows[0]["total_bytes"]) / float(rows[0]["total_seconds"])
+
+    # ----------------------------------------------------------------- remote revisions
+
+    def remember_remote(self, rev: RemoteRevision, observed_at: datetime) -> None:
+        """Keep what the hub said a revision contains, for when it cannot be asked."""
+        if rev.stale:
+            # Re-remembering a recalled revision would pass old news off as fresh.
+            raise ValueError(f"{rev.repo}@{rev.revision} is stale; only remember hub answers")
+        with self._write() as conn:
+            conn.execute(
+                """
+                INSERT INTO remote_revisions (repo, revision, commit_sha, files_json, observed_at)
+                VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (repo, revision) DO UPDATE SET
+                    commit_sha = excluded.commit_sha, files_json = excluded.files_json,
+                    observed_at = excluded.observed_at
+                """,
+                (
+                    rev.repo,
+                    rev.revision,
+                    rev.commit,
+                    _files_to_json(rev.files),
+                    _timestamp(observed_at),
+                ),
+            )
+
+    def recall_remote(self, repo: str, revision: str) -> RemoteRevision | None:
+        """The last remembered answer for ``repo@revision``, marked stale, if any."""
+        rows = self._select(
+            "SELECT * FROM remote_revisions WHERE repo = ? AND revision = ?", (repo, revision)
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return RemoteRevision(
+            repo=row["repo"],
+            revision=row["revision"],
+            commit=row["commit_sha"],
+            files=_files_from_json(row["files_json"]),
+            stale=True,
+        )

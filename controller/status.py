@@ -1,0 +1,180 @@
+"""The status written back after a reconcile: one phase, reason and message per model.
+
+``derive`` is pure (assessments + this run's failures + ``now`` → a frozen report); the
+file is written atomically so a reader never sees half a status.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.assess import Assessment
+from controller.domain import Phase, Reason
+from controller.fsutil import atomic_write_text
+from controller.units import human_bytes
+
+STATUS_API_VERSION = "modelsync/v1"
+STATUS_KIND = "ModelSetStatus"
+
+
+class Failure(BaseModel):
+    """Why a model's last apply did not finish."""
+
+    model_config = ConfigDict(frozen=True)
+    reason: Reason
+    message: str
+    files: tuple[str, ...] = ()
+
+
+class ModelStatus(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    repo: str
+    revision: str
+    commit: str | None
+    phase: Phase
+    reason: Reason
+    message: str
+    size_on_disk: int
+    expected_size: int
+    integrity_score: float | None = Field(
+        description="fraction of the expected bytes present and verified")
+    missing_files: tuple[str, ...] = ()
+    corrupt_files: tuple[str, ...] = ()
+    unverified_files: tuple[str, ...] = ()
+    update_available: bool = False
+    upstream_commit: str | None = None
+    priority: str
+    policy: str
+    last_checked: datetime
+
+
+class StatusSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    models: int
+    phases: dict[str, int]
+    size_on_disk: int
+    expected_size: int
+    ready: bool = Field(description="every `always` model is AVAILABLE")
+
+
+class StatusReport(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    api_version: str = Field(default=STATUS_API_VERSION, alias="apiVersion")
+    kind: str = STATUS_KIND
+    observed_generation: str = Field(alias="observedGeneration")
+    updated_at: datetime = Field(alias="updatedAt")
+    summary: StatusSummary
+    models: tuple[ModelStatus, ...]
+    errors: tuple[str, ...] = ()
+
+    def model(self, name: str) -> ModelStatus | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def derive(
+    assessments: tuple[Assessment, ...],
+    *,
+    generation: str,
+    now: datetime,
+    failures: Mapping[str, Failure] | None = None,
+    in_progress: Mapping[str, Phase] | None = None,
+    errors: tuple[str, ...] = (),
+) -> StatusReport:
+    failures = failures or {}
+    in_progress = in_progress or {}
+    models = tuple(
+        _model_status(a, now, failures.get(a.model.name), in_progress.get(a.model.name))
+        for a in assessments
+    )
+    phases = Counter(m.phase.value for m in models)
+    ready = all(m.phase is Phase.AVAILABLE for m, a in zip(models, assessments)
+                if a.model.policy.value == "always" and not a.model.suspend)
+    summary = StatusSummary(
+        models=len(models), phases=dict(sorted(phases.items())),
+        size_on_disk=sum(m.size_on_disk for m in models),
+        expected_size=sum(m.expected_size for m in models), ready=ready,
+    )
+    return StatusReport(observedGeneration=generation, updatedAt=now, summary=summary,
+                        models=models, errors=errors)
+
+
+def _model_status(a: Assessment, now: datetime, failure: Failure | None,
+                  transient: Phase | None) -> ModelStatus:
+    phase, reason, message = _phase(a, failure, transient)
+    return ModelStatus(
+        name=a.model.name, repo=a.model.repo, revision=a.model.revision, commit=a.commit,
+        phase=phase, reason=reason, message=message,
+        size_on_disk=a.present_bytes + sum(d.file.size for d in a.damaged),
+        expected_size=a.expected_bytes,
+        integrity_score=round(a.verified_bytes / a.expected_bytes, 6) if a.expected_bytes else None,
+        missing_files=tuple(f.path for f in a.missing),
+        corrupt_files=tuple(d.file.path for d in a.damaged),
+        unverified_files=tuple(f.path for f in a.unverified),
+        update_available=a.upstream_commit is not None,
+        upstream_commit=a.upstream_commit,
+        priority=a.model.priority.value, policy=a.model.policy.value, last_checked=now,
+    )
+
+
+def _phase(a: Assessment, failure: Failure | None,
+           transient: Phase | None) -> tuple[Phase, Reason, str]:
+    if a.model.suspend:
+        return Phase.PAUSED, Reason.SUSPENDED, "suspended in the manifest; partial files are kept"
+    if transient is not None:
+        return transient, Reason.INCOMPLETE, f"{len(a.missing)} files to fetch"
+    if failure is not None and not a.complete:
+        return Phase.FAILED, failure.reason, failure.message
+    if a.commit is None:
+        assert a.problem is not None
+        phase = Phase.UNKNOWN if a.problem.reason is Reason.HUB_UNREACHABLE else Phase.FAILED
+        return phase, a.problem.reason, a.problem.message
+    if a.damaged:
+        names = ", ".join(d.file.path for d in a.damaged)
+        return Phase.CORRUPTED, Reason.CORRUPTED, f"damaged: {names}"
+    if a.complete and not a.ref_behind:
+        return Phase.AVAILABLE, Reason.VERIFIED, _available_message(a)
+    if a.served_commit is not None and a.served_commit != a.commit:
+        return (Phase.AVAILABLE, Reason.UPSTREAM_MOVED,
+                f"serving {a.served_commit[:12]}; update to {a.commit[:12]} pending")
+    if a.on_demand_unrequested:
+        return Phase.MISSING, Reason.NOT_REQUESTED, "on-demand: fetched when requested"
+    if a.missing:
+        reason = Reason.MISSING if a.absent else Reason.INCOMPLETE
+        return Phase.MISSING, reason, (f"{len(a.missing)} of {len(a.files)} files missing; "
+                                       "run `reconcile --apply`")
+    if a.unverified:
+        return Phase.UNKNOWN, Reason.UNVERIFIED, (
+            f"{len(a.unverified)} files present but not yet verified")
+    return Phase.MISSING, Reason.INCOMPLETE, f"refs/{a.model.revision} not yet pointed at the commit"
+
+
+def _available_message(a: Assessment) -> str:
+    text = f"{len(a.files)} files, {human_bytes(a.expected_bytes)}, verified"
+    if a.upstream_commit:
+        text += f"; update available: {a.upstream_commit[:12]} (updates: {a.model.updates.value})"
+    return text
+
+
+def to_dict(report: StatusReport) -> dict[str, Any]:
+    data: dict[str, Any] = report.model_dump(mode="json", by_alias=True)
+    return data
+
+
+def write(path: str | Path, report: StatusReport) -> None:
+    text = yaml.safe_dump(to_dict(report), sort_keys=False, allow_unicode=True)
+    atomic_write_text(path, text)
+
+
+def read(path: str | Path) -> StatusReport:
+    data = yaml.safe_load(Path(path).read_text())
+    return StatusReport.model_validate(data)

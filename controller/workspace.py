@@ -1,0 +1,146 @@
+"""The I/O behind the reconcilers' ``apply``: the cache's files, the hub and the state store.
+
+A file counts as good only after its bytes were hashed and the digest matched its blob
+name (sha256 for LFS files, git's blob sha1 otherwise); huggingface_hub checks only the
+size.  A file that fails the check is moved out of the snapshot at once, so that no
+application loads it, and the failure is reported with the file's name.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+from controller import cachefs, hub
+from controller.domain import Action, FileWork, Reason, Verification, is_commit
+from controller.fsutil import atomic_write_text
+from controller.hashing import check_blob
+from controller.state import DownloadOutcome, StateStore
+from reconcilers.base import FileOutcome
+
+Clock = Callable[[], datetime]
+
+
+class CacheWorkspace:
+    def __init__(
+        self,
+        *,
+        cache_dir: str,
+        endpoint: str,
+        store: StateStore,
+        clock: Clock,
+        concurrency: int = 8,
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.endpoint = endpoint
+        self.store = store
+        self.clock = clock
+        self.concurrency = max(1, concurrency)
+
+    # ------------------------------------------------------------------ Workspace
+
+    def fetch(self, action: Action, files: Sequence[FileWork]) -> tuple[FileOutcome, ...]:
+        return self._each(files, lambda f: self._fetch_one(action, f))
+
+    def verify(self, action: Action, files: Sequence[FileWork]) -> tuple[FileOutcome, ...]:
+        return self._each(files, lambda f: self._verify_one(action, f))
+
+    def quarantine(self, action: Action, files: Sequence[FileWork]) -> None:
+        for f in files:
+            self._quarantine_one(action.repo, action.commit, f)
+
+    def point_ref(self, action: Action) -> None:
+        if is_commit(action.revision):
+            return
+        # The ref is rewritten atomically: an application resolving the revision sees the
+        # old commit or the new one, never a missing or half-written ref.
+        atomic_write_text(cachefs.ref_path(self.cache_dir, action.repo, action.revision),
+                          action.commit)
+
+    # ------------------------------------------------------------------ internals
+
+    def _each(self, files: Sequence[FileWork],
+              work: Callable[[FileWork], FileOutcome]) -> tuple[FileOutcome, ...]:
+        if len(files) <= 1:
+            return tuple(work(f) for f in files)
+        # Threads suffice: downloads wait on sockets and hashlib releases the GIL on the
+        # large buffers it is fed, so several files hash on several cores at once.
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(files))) as pool:
+            return tuple(pool.map(work, files))
+
+    def _fetch_one(self, action: Action, f: FileWork) -> FileOutcome:
+        started, t0 = self.clock(), time.monotonic()
+        try:
+            snapshot = hub.download(action.repo, f.path, action.commit, str(self.cache_dir),
+                                    self.endpoint)
+        except hub.HubError as e:
+            self._record(action, f, started, t0, DownloadOutcome.FAILED, e.message)
+            return FileOutcome(f.path, ok=False, reason=e.reason, detail=e.message)
+        except cachefs.UnsafePathError as e:
+            return FileOutcome(f.path, ok=False, reason=Reason.UNSAFE_PATH, detail=str(e))
+        outcome = self._check(action, f, Path(snapshot), transferred=f.size)
+        self._record(action, f, started, t0,
+                     DownloadOutcome.OK if outcome.ok else DownloadOutcome.CORRUPT, outcome.detail)
+        return outcome
+
+    def _verify_one(self, action: Action, f: FileWork) -> FileOutcome:
+        try:
+            snapshot = cachefs.snapshot_path(self.cache_dir, action.repo, action.commit, f.path)
+        except cachefs.UnsafePathError as e:
+            return FileOutcome(f.path, ok=False, reason=Reason.UNSAFE_PATH, detail=str(e))
+        return self._check(action, f, snapshot, transferred=0)
+
+    def _check(self, action: Action, f: FileWork, snapshot: Path, *, transferred: int) -> FileOutcome:
+        try:
+            st = snapshot.stat()
+            known = self.store.verifications_for(action.repo).get(f.etag)
+            if known and known.ok and (known.size, known.mtime_ns, known.inode) == (
+                    st.st_size, st.st_mtime_ns, st.st_ino):
+                # The same bytes were hashed before (a blob shared with another snapshot):
+                # unchanged size, mtime and inode mean no second read is needed.
+                return FileOutcome(f.path, ok=True, transferred=0)
+            ok, digest = (False, "") if st.st_size != f.size else check_blob(snapshot, f.etag)
+        except OSError as e:
+            return FileOutcome(f.path, ok=False, reason=Reason.DOWNLOAD_FAILED,
+                               detail=f"{f.path}: cannot read: {e.strerror}")
+        self.store.record_verification(action.repo, Verification(
+            blob=f.etag, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
+            digest=digest, ok=ok, checked_at=self.clock()))
+        if ok:
+            return FileOutcome(f.path, ok=True, transferred=transferred)
+        self._quarantine_one(action.repo, action.commit, f)
+        if st.st_size != f.size:
+            return FileOutcome(f.path, ok=False, reason=Reason.SIZE_MISMATCH, detail=(
+                f"{f.path}: {st.st_size} bytes, the hub says {f.size}"))
+        return FileOutcome(f.path, ok=False, reason=Reason.CHECKSUM_MISMATCH, detail=(
+            f"{f.path}: content hashes to {digest[:16]}…, the hub says {f.etag[:16]}…"))
+
+    def _quarantine_one(self, repo: str, commit: str, f: FileWork) -> None:
+        """Move a damaged blob aside and unlink it from the snapshot.
+
+        The blob goes to ``<repo>/.quarantine/`` (same filesystem, so a rename) rather than
+        being deleted: the bytes stay available to whoever investigates.  The snapshot link
+        goes too, or huggingface_hub would return the damaged file without any request.
+        """
+        snapshot = cachefs.snapshot_path(self.cache_dir, repo, commit, f.path)
+        blob = snapshot.resolve() if snapshot.is_symlink() else snapshot
+        blobs_dir = cachefs.blob_path(self.cache_dir, repo, f.etag).parent.resolve()
+        if blob.exists() and (blob.parent == blobs_dir or blob == snapshot):
+            target = cachefs.quarantine_path(self.cache_dir, repo, blob.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(blob, target)
+        if snapshot.is_symlink():
+            snapshot.unlink()
+        self.store.forget_verification(repo, f.etag)
+
+    def _record(self, action: Action, f: FileWork, started: datetime, t0: float,
+                outcome: DownloadOutcome, message: str) -> None:
+        self.store.record_download(
+            model=action.model, repo=action.repo, revision=action.revision, commit=action.commit,
+            path=f.path, bytes=f.size if outcome is DownloadOutcome.OK else 0,
+            started_at=started, finished_at=self.clock(), outcome=outcome,
+            message=hub.redact(message), seconds=time.monotonic() - t0)

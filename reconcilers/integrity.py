@@ -1,0 +1,44 @@
+"""Integrity: verify what is on disk, and repair what is damaged.
+
+``plan`` proposes a ``repair`` for every model with damaged files (wrong size, or content
+that does not hash to the blob's name) and a ``verify`` for files present but never
+checked, which is how a model downloaded by another tool is adopted without downloading
+it again.  A repair re-fetches only the damaged files, never the whole model.
+"""
+
+from __future__ import annotations
+
+from controller.assess import Assessment
+from controller.domain import Action, ActionKind, Reason
+from controller.units import human_bytes
+from reconcilers.base import ActionResult, Workspace, action_for
+
+
+def plan(assessments: tuple[Assessment, ...]) -> list[Action]:
+    actions: list[Action] = []
+    for a in assessments:
+        if a.commit is None or a.model.suspend:
+            continue
+        if a.damaged:
+            files = tuple(d.file for d in a.damaged)
+            detail = ", ".join(f"{d.file.path} ({d.detail})" for d in a.damaged[:3])
+            more = f" and {len(a.damaged) - 3} more" if len(a.damaged) > 3 else ""
+            actions.append(action_for(a, ActionKind.REPAIR, files, Reason.CORRUPTED,
+                                   f"damaged: {detail}{more}"))
+        if a.unverified:
+            actions.append(action_for(a, ActionKind.VERIFY, a.unverified, Reason.UNVERIFIED,
+                                   f"{len(a.unverified)} files present but unverified "
+                                   f"({human_bytes(sum(f.size for f in a.unverified))} to hash)"))
+    return actions
+
+
+def apply(action: Action, workspace: Workspace) -> ActionResult:
+    if action.kind is ActionKind.REPAIR:
+        # Damaged bytes leave the snapshot before anything else, so an application never
+        # loads them while the good copy is on its way.
+        workspace.quarantine(action, action.files)
+        outcomes = workspace.fetch(action, action.files)
+    else:
+        outcomes = workspace.verify(action, action.files)
+    return ActionResult(action, outcomes)
+
