@@ -80,6 +80,7 @@ def _resolve_all(
     remember: bool,
 ) -> dict[str, RemoteRevision | RemoteProblem]:
     wanted = [m for m in desired.models if not m.suspend]
+    answers: list[RemoteRevision | RemoteProblem]
     if offline:
         answers = [RemoteProblem(Reason.HUB_UNREACHABLE, "offline: the hub was not asked")
                    for _ in wanted]
@@ -92,10 +93,12 @@ def _resolve_all(
         if isinstance(answer, RemoteRevision):
             if remember and store is not None:
                 store.remember_remote(answer, now)
+            remote[model.name] = answer
         elif answer.reason is Reason.HUB_UNREACHABLE and store is not None:
             # An unreachable hub is not a changed hub: plan against what it said last.
-            answer = store.recall_remote(model.repo, model.revision) or answer
-        remote[model.name] = answer
+            remote[model.name] = store.recall_remote(model.repo, model.revision) or answer
+        else:
+            remote[model.name] = answer
     return remote
 
 

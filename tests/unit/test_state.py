@@ -372,6 +372,9 @@ def test_two_processes_writing_concurrently_lose_nothing(tmp_path: Path) -> None
         assert sorted(r.path for r in history if r.model == name) == sorted(
             f"file-{i}" for i in range(count)
         )
+    # The writes really overlapped (one process did not simply finish before the other).
+    by_insertion = [r.model for r in sorted(history, key=lambda r: r.id)]
+    assert sum(a != b for a, b in zip(by_insertion, by_insertion[1:], strict=False)) > 1
 
 
 # --------------------------------------------------------------------------- read-only
