@@ -130,4 +130,5 @@ def to_hub_error(
         return HubError(Reason.DOWNLOAD_FAILED if path else Reason.HUB_UNREACHABLE,
                         f"{where}: HTTP {status}: {detail}", transient=status >= 500 or status == 429)
     reason = Reason.DOWNLOAD_FAILED if path else Reason.HUB_UNREACHABLE
-    return HubError(reason, f"{where}: {type(e).__name__}: {detail}", transient=True)
+    return HubError(reason, f"{where}: cannot reach {endpoint}: {type(e).__name__}: {detail}",
+                    transient=True)

@@ -97,11 +97,10 @@ def _problems(assessments: tuple[Assessment, ...]) -> tuple[list[str], list[str]
             continue
         if a.problem is not None:
             line = f"{a.model.name}: {a.problem.message}"
-            unknown = a.commit is None and not a.on_demand_unrequested
-            if unknown:
-                errors.append(line)
-            else:
+            if a.commit is not None:
                 warnings.append(f"{line} (planned against the cached snapshot)")
+            elif not a.on_demand_unrequested:
+                errors.append(line)
         elif a.hub_stale:
             warnings.append(f"{a.model.name}: hub unreachable; planned against what it said last")
         elif a.commit is not None and not a.files:

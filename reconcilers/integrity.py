@@ -11,7 +11,9 @@ from __future__ import annotations
 from controller.assess import Assessment
 from controller.domain import Action, ActionKind, Reason
 from controller.units import human_bytes
-from reconcilers.base import ActionResult, Workspace, action_for
+from reconcilers.base import ActionResult, FileOutcome, Workspace, action_for
+
+_DAMAGE = {Reason.CHECKSUM_MISMATCH, Reason.SIZE_MISMATCH}
 
 
 def plan(assessments: tuple[Assessment, ...]) -> list[Action]:
@@ -39,6 +41,21 @@ def apply(action: Action, workspace: Workspace) -> ActionResult:
         workspace.quarantine(action, action.files)
         outcomes = workspace.fetch(action, action.files)
     else:
-        outcomes = workspace.verify(action, action.files)
+        outcomes = _verify_then_repair(action, workspace)
     return ActionResult(action, outcomes)
+
+
+def _verify_then_repair(action: Action, workspace: Workspace) -> tuple[FileOutcome, ...]:
+    """A file found damaged while verifying is fetched again in the same pass.
+
+    The workspace has already moved the damaged bytes aside, so waiting for the next
+    reconcile would only leave the model unavailable for longer.
+    """
+    checked = workspace.verify(action, action.files)
+    damaged = {o.path for o in checked if o.reason in _DAMAGE}
+    if not damaged:
+        return checked
+    refetched = {o.path: o for o in workspace.fetch(
+        action, [f for f in action.files if f.path in damaged])}
+    return tuple(refetched.get(o.path, o) for o in checked)
 

@@ -1,0 +1,82 @@
+"""Running the real ``reconcile`` command in a subprocess against a local hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass
+class Workdir:
+    """A manifest directory plus the client cache and state dir it points at."""
+
+    root: Path
+    endpoint: str
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def manifests(self) -> Path:
+        return self.root / "manifests"
+
+    @property
+    def status_file(self) -> Path:
+        return self.state / "status.yaml"
+
+    def write_manifest(self, models: list[dict[str, Any]], name: str = "models.yaml",
+                       **spec: Any) -> Path:
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "apiVersion": "modelsync/v1",
+            "kind": "ModelSet",
+            "metadata": {"name": "test"},
+            "spec": {"cache": str(self.cache), "state": str(self.state),
+                     "endpoint": self.endpoint, **spec, "models": models},
+        }
+        path = self.manifests / name
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    def status(self) -> dict[str, Any]:
+        data: dict[str, Any] = yaml.safe_load(self.status_file.read_text())
+        return data
+
+    def model_status(self, name: str) -> dict[str, Any]:
+        return next(m for m in self.status()["models"] if m["name"] == name)
+
+    def reconcile(self, *args: str, env: dict[str, str] | None = None) -> Run:
+        return reconcile(*args, "-f", str(self.manifests), endpoint=self.endpoint, env=env)
+
+
+def reconcile(*args: str, endpoint: str = "http://127.0.0.1:9",
+              env: dict[str, str] | None = None, timeout: float = 300) -> Run:
+    full_env = {**os.environ, "HF_ENDPOINT": endpoint, "PYTHONPATH": str(REPO_ROOT),
+                **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "controller.cli", *args], env=full_env,
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
+    return Run(proc.returncode, proc.stdout, proc.stderr)

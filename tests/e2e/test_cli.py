@@ -1,0 +1,209 @@
+"""The core loop end to end: the real CLI, a real hub over HTTP, real files and SQLite."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from huggingface_hub import hf_hub_download, snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
+
+from cli import Workdir
+from hub import LocalHub
+
+WEIGHTS = bytes(range(256)) * 8192  # 2 MiB: an LFS file
+SHARD = b"\x01\x02" * 300_000  # 600 kB, .safetensors: LFS by extension
+CONFIG = b'{"model_type": "tiny"}'
+TOKENIZER = b'{"vocab": {"a": 1}}'
+REPO_FILES: dict[str, bytes] = {
+    "config.json": CONFIG,
+    "model.safetensors": WEIGHTS,
+    "text_encoder/model.safetensors": SHARD,
+    "tokenizer/tokenizer.json": TOKENIZER,
+    "README.md": b"# tiny\n",
+}
+SELECTED = ["*.json", "*.safetensors"]
+SELECTED_BYTES = len(CONFIG) + len(WEIGHTS) + len(SHARD) + len(TOKENIZER)
+
+
+@pytest.fixture
+def work(tmp_path: Path, hub: LocalHub) -> Workdir:
+    hub.publish("org/tiny", REPO_FILES)
+    w = Workdir(tmp_path / "work", hub.url)
+    w.write_manifest([{"name": "tiny", "repo": "org/tiny", "include": SELECTED,
+                       "priority": "critical"}])
+    return w
+
+
+def blob_of(cache: Path, repo: str, path: str) -> Path:
+    snapshot = hf_hub_download(repo, path, cache_dir=cache, local_files_only=True)
+    return Path(snapshot).resolve()
+
+
+def test_plan_on_empty_cache_shows_download_and_changes_nothing(work: Workdir) -> None:
+    run = work.reconcile("--plan", "--detailed-exitcode")
+    assert run.code == 2, run.err
+    assert "+ download tiny  4 files, 2.7 MB  (Missing)" in run.out
+    assert "Plan: 1 to download" in run.out
+    assert not work.cache.exists() and not work.state.exists()
+
+
+def test_plan_json_has_documented_shape(work: Workdir) -> None:
+    run = work.reconcile("--plan", "--json")
+    assert run.code == 0, run.err
+    data = run.json()
+    assert data["format_version"] == "1.0" and data["changes_pending"] is True
+    assert set(data) >= {"generation", "created_at", "actions", "totals", "warnings", "errors"}
+    (action,) = data["actions"]
+    assert action["kind"] == "download" and action["reason"] == "Missing"
+    assert action["bytes"] == SELECTED_BYTES == data["totals"]["download_bytes"]
+    assert sorted(f["path"] for f in action["files"]) == [
+        "config.json", "model.safetensors", "text_encoder/model.safetensors",
+        "tokenizer/tokenizer.json"]
+    weights = next(f for f in action["files"] if f["path"] == "model.safetensors")
+    assert weights["etag"] == hashlib.sha256(WEIGHTS).hexdigest()
+    assert data["totals"]["by_kind"]["download"] == 1
+
+
+def test_apply_downloads_verifies_and_converges(work: Workdir, hub: LocalHub) -> None:
+    run = work.reconcile("--apply")
+    assert run.code == 0, run.out + run.err
+    for path in ("config.json", "model.safetensors", "text_encoder/model.safetensors"):
+        assert blob_of(work.cache, "org/tiny", path).read_bytes() == REPO_FILES[path]
+    with pytest.raises(LocalEntryNotFoundError):  # excluded by include patterns
+        hf_hub_download("org/tiny", "README.md", cache_dir=work.cache, local_files_only=True)
+    status = work.model_status("tiny")
+    assert status["phase"] == "AVAILABLE" and status["reason"] == "Verified"
+    assert status["integrity_score"] == 1.0
+    assert status["size_on_disk"] == status["expected_size"] == SELECTED_BYTES
+    assert work.status()["observedGeneration"]
+    assert work.status()["summary"]["ready"] is True
+
+    again = work.reconcile("--plan", "--detailed-exitcode")
+    assert again.code == 0, again.out + again.err
+    assert "No changes. Models are up to date." in again.out
+
+    hub.clear_requests()
+    assert work.reconcile("--apply").code == 0
+    assert hub.requests_for("*/resolve/*", "GET") == []
+
+
+def test_corrupt_bytes_from_the_hub_are_never_available(work: Workdir, hub: LocalHub) -> None:
+    blob = hub.cache_dir / "models--org--tiny" / "blobs" / hashlib.sha256(WEIGHTS).hexdigest()
+    data = bytearray(blob.read_bytes())
+    data[1000] ^= 0xFF
+    blob.write_bytes(bytes(data))
+
+    run = work.reconcile("--apply")
+    assert run.code == 1
+    status = work.model_status("tiny")
+    assert status["phase"] == "FAILED" and status["reason"] == "ChecksumMismatch"
+    assert "model.safetensors" in status["message"]
+    with pytest.raises(LocalEntryNotFoundError):
+        hf_hub_download("org/tiny", "model.safetensors", cache_dir=work.cache,
+                        local_files_only=True)
+    # The good files are kept and verified: only the bad one will be fetched again.
+    retry = work.reconcile("--plan", "--json").json()
+    assert [[f["path"] for f in a["files"]] for a in retry["actions"]] == [["model.safetensors"]]
+
+
+def test_model_already_in_cache_is_adopted_without_download(work: Workdir, hub: LocalHub) -> None:
+    snapshot_download("org/tiny", cache_dir=work.cache, endpoint=hub.url,
+                      allow_patterns=SELECTED)
+    plan = work.reconcile("--plan", "--json").json()
+    assert [(a["kind"], a["reason"]) for a in plan["actions"]] == [("verify", "Unverified")]
+    assert plan["totals"]["download_bytes"] == 0
+
+    hub.clear_requests()
+    run = work.reconcile("--apply")
+    assert run.code == 0, run.out + run.err
+    assert hub.requests_for("*/resolve/*", "GET") == []
+    assert work.model_status("tiny")["phase"] == "AVAILABLE"
+
+
+def test_locally_damaged_file_is_repaired_alone(work: Workdir, hub: LocalHub) -> None:
+    assert work.reconcile("--apply").code == 0
+    blob = blob_of(work.cache, "org/tiny", "model.safetensors")
+    data = bytearray(blob.read_bytes())
+    data[5] ^= 0x01
+    blob.write_bytes(bytes(data))
+
+    hub.clear_requests()
+    run = work.reconcile("--apply")
+    assert run.code == 0, run.out + run.err
+    fetched = {r.path for r in hub.requests_for("*/resolve/*", "GET")}
+    assert fetched == {"/org/tiny/resolve/" + work.model_status("tiny")["commit"]
+                       + "/model.safetensors"}
+    assert blob_of(work.cache, "org/tiny", "model.safetensors").read_bytes() == WEIGHTS
+    assert work.model_status("tiny")["phase"] == "AVAILABLE"
+
+
+def test_a_failing_model_does_not_stop_the_others(work: Workdir) -> None:
+    work.write_manifest([
+        {"name": "ghost", "repo": "org/does-not-exist", "priority": "critical"},
+        {"name": "tiny", "repo": "org/tiny", "include": SELECTED},
+    ])
+    run = work.reconcile("--apply")
+    assert run.code == 1
+    assert work.model_status("tiny")["phase"] == "AVAILABLE"
+    ghost = work.model_status("ghost")
+    assert ghost["phase"] == "FAILED" and ghost["reason"] == "RepoNotFound"
+    assert "org/does-not-exist" in ghost["message"]
+
+
+def test_branch_move_with_auto_updates_fetches_only_changed_files(
+        work: Workdir, hub: LocalHub) -> None:
+    work.write_manifest([{"name": "tiny", "repo": "org/tiny", "include": SELECTED,
+                          "updates": "auto"}])
+    assert work.reconcile("--apply").code == 0
+    new_weights = WEIGHTS[::-1]
+    new_commit = hub.publish("org/tiny", {**REPO_FILES, "model.safetensors": new_weights})
+
+    plan = work.reconcile("--plan", "--json").json()
+    (action,) = plan["actions"]
+    assert (action["kind"], action["bytes"]) == ("update", len(new_weights))
+    hub.clear_requests()
+    assert work.reconcile("--apply").code == 0
+    assert [r.path.rsplit("/", 1)[-1] for r in hub.requests_for("*/resolve/*", "GET")] == [
+        "model.safetensors"]
+    assert blob_of(work.cache, "org/tiny", "model.safetensors").read_bytes() == new_weights
+    assert work.model_status("tiny")["commit"] == new_commit
+
+
+def test_branch_move_with_notify_reports_update_available(work: Workdir, hub: LocalHub) -> None:
+    assert work.reconcile("--apply").code == 0
+    old = work.model_status("tiny")["commit"]
+    new_commit = hub.publish("org/tiny", {**REPO_FILES, "config.json": b"{}"})
+    run = work.reconcile("--apply")
+    assert run.code == 0, run.out + run.err
+    status = work.model_status("tiny")
+    assert status["phase"] == "AVAILABLE" and status["commit"] == old
+    assert status["update_available"] is True and status["upstream_commit"] == new_commit
+
+
+def test_status_command_table_and_json(work: Workdir) -> None:
+    assert work.reconcile("status").code == 1  # nothing applied yet: says so
+    assert work.reconcile("--apply").code == 0
+    table = work.reconcile("status")
+    assert table.code == 0
+    assert "tiny" in table.out and "AVAILABLE" in table.out and "100%" in table.out
+    data = work.reconcile("status", "--json").json()
+    assert data["kind"] == "ModelSetStatus" and data["models"][0]["phase"] == "AVAILABLE"
+
+
+def test_on_demand_model_is_not_downloaded_until_requested(work: Workdir) -> None:
+    work.write_manifest([{"name": "tiny", "repo": "org/tiny", "policy": "on-demand"}])
+    run = work.reconcile("--apply")
+    assert run.code == 0, run.out + run.err
+    status = work.model_status("tiny")
+    assert status["phase"] == "MISSING" and status["reason"] == "NotRequested"
+    assert not (work.cache / "models--org--tiny").exists()
+
+
+def test_hub_down_after_apply_plans_from_memory(work: Workdir, hub: LocalHub) -> None:
+    assert work.reconcile("--apply").code == 0
+    hub.server.stop()
+    run = work.reconcile("--plan", "--detailed-exitcode")
+    assert run.code == 0, run.out + run.err
+    assert "hub unreachable" in run.out

@@ -1,0 +1,97 @@
+"""A local Hugging Face hub for tests: ``controller.serve`` over a seeded cache directory.
+
+Tests publish repos with ``hub.publish(...)`` and point ``huggingface_hub`` at
+``hub.url`` (always pass ``endpoint=hub.url``: the client reads ``HF_ENDPOINT`` only
+at import). Faults and the request log come straight from the server::
+
+    def test_something(hub, hf_cache):
+        commit = hub.publish("org/model", {"config.json": b"{}"})
+        hub.faults.fail("*/resolve/*", status=500, times=2)
+        ...
+        assert [r.status for r in hub.requests_for("*/config.json")] == [500, 500, 200]
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from controller import seed
+from controller.serve import Faults, HubServer, RequestRecord
+
+
+class LocalHub:
+    """A seeded cache directory plus the server that serves it."""
+
+    def __init__(self, root: Path, *, verbose: bool = False) -> None:
+        self.cache_dir = Path(root)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.server = HubServer(self.cache_dir, verbose=verbose)
+
+    def __enter__(self) -> LocalHub:
+        self.server.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.server.stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def faults(self) -> Faults:
+        return self.server.faults
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        return self.server.requests
+
+    def requests_for(self, path_glob: str, method: str | None = None) -> list[RequestRecord]:
+        """Logged requests whose decoded path matches the glob (and method, if given)."""
+        return [
+            r
+            for r in self.server.requests
+            if fnmatch.fnmatchcase(r.path, path_glob) and method in (None, r.method)
+        ]
+
+    def clear_requests(self) -> None:
+        self.server.clear_requests()
+
+    # Publishing: thin wrappers so tests need no cache_dir argument.
+
+    def publish(
+        self,
+        repo_id: str,
+        files: Mapping[str, bytes | Path],
+        branch: str = "main",
+        *,
+        message: str = "",
+        lfs: seed.LfsRule | None = None,
+    ) -> str:
+        return seed.publish(
+            self.cache_dir, repo_id, files, branch=branch, message=message, lfs=lfs
+        )
+
+    def move_branch(self, repo_id: str, branch: str, commit: str) -> None:
+        seed.move_branch(self.cache_dir, repo_id, branch, commit)
+
+    def tag(self, repo_id: str, tag: str, commit: str) -> None:
+        seed.tag(self.cache_dir, repo_id, tag, commit)
+
+    def delete_branch(self, repo_id: str, branch: str) -> None:
+        seed.delete_branch(self.cache_dir, repo_id, branch)
+
+    def repo_dir(self, repo_id: str) -> Path:
+        return seed.repo_folder(self.cache_dir, repo_id)
+
+    def blob(self, repo_id: str, etag: str) -> Path:
+        """The served blob file, e.g. to damage it in a test."""
+        return self.repo_dir(repo_id) / "blobs" / etag
