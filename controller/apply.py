@@ -92,8 +92,12 @@ def _apply_model(actions: list[Action], workspace: Workspace) -> list[ActionResu
             results.append(_RECONCILERS[action.kind](action, workspace))
         except OSError as e:
             # A full disk or a permission problem fails this model, not the whole run.
-            outcome = FileOutcome(path="", ok=False, reason=_reason_for(action),
-                                  detail=f"{action.kind.value} failed: {e.strerror or e}")
+            outcome = FileOutcome(
+                path="",
+                ok=False,
+                reason=_reason_for(action),
+                detail=f"{action.kind.value} failed: {e.strerror or e}",
+            )
             results.append(ActionResult(action, (outcome,)))
     return results
 
@@ -109,6 +113,8 @@ def _failure(model: str, results: list[ActionResult]) -> Failure | None:
     first = failed[0]
     assert first.reason is not None
     more = f" (and {len(failed) - 1} more files)" if len(failed) > 1 else ""
-    return Failure(reason=first.reason, message=first.detail + more,
-                   files=tuple(o.path for o in failed if o.path))
-
+    return Failure(
+        reason=first.reason,
+        message=first.detail + more,
+        files=tuple(o.path for o in failed if o.path),
+    )

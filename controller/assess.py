@@ -88,17 +88,29 @@ def assess(model: DesiredModel, observed: Observation) -> Assessment:
         if _holds_back(model, remote, cached, served):
             assert served is not None
             files = _files_from_snapshot(model, cached, served)
-            return _classify(model, served, files, cached, observed, served=served,
-                             upstream=remote.commit, stale=remote.stale)
+            return _classify(
+                model,
+                served,
+                files,
+                cached,
+                observed,
+                served=served,
+                upstream=remote.commit,
+                stale=remote.stale,
+            )
         files = tuple(
             FileWork(f.path, f.size, f.etag)
             for f in sorted(remote.files, key=lambda f: f.path)
             if selects(f.path, model.include, model.exclude)
         )
-        return _classify(model, remote.commit, files, cached, observed, served=served,
-                         stale=remote.stale)
-    problem = remote if isinstance(remote, RemoteProblem) else RemoteProblem(
-        Reason.HUB_UNREACHABLE, "the hub was not asked about this model")
+        return _classify(
+            model, remote.commit, files, cached, observed, served=served, stale=remote.stale
+        )
+    problem = (
+        remote
+        if isinstance(remote, RemoteProblem)
+        else RemoteProblem(Reason.HUB_UNREACHABLE, "the hub was not asked about this model")
+    )
     if served is not None:
         # Without the hub, the snapshot the cache already serves is the best description of
         # the model: its blob names are the expected digests, so it can still be verified.
@@ -114,8 +126,9 @@ def _served_commit(model: DesiredModel, cached: CachedRepo) -> str | None:
     return commit if commit and commit in cached.snapshots else None
 
 
-def _holds_back(model: DesiredModel, remote: RemoteRevision, cached: CachedRepo,
-                served: str | None) -> bool:
+def _holds_back(
+    model: DesiredModel, remote: RemoteRevision, cached: CachedRepo, served: str | None
+) -> bool:
     """A moved branch waits for a human unless the model's updates are automatic."""
     return (
         model.updates is not UpdatePolicy.AUTO
@@ -126,7 +139,9 @@ def _holds_back(model: DesiredModel, remote: RemoteRevision, cached: CachedRepo,
     )
 
 
-def _files_from_snapshot(model: DesiredModel, cached: CachedRepo, commit: str) -> tuple[FileWork, ...]:
+def _files_from_snapshot(
+    model: DesiredModel, cached: CachedRepo, commit: str
+) -> tuple[FileWork, ...]:
     return tuple(
         FileWork(path, f.size, f.blob)
         for path, f in sorted(cached.files_at(commit).items())
@@ -166,12 +181,22 @@ def _classify(
         bool(files)
         and not is_commit(model.revision)
         and served != commit
-        and not missing and not damaged
+        and not missing
+        and not damaged
     )
     return Assessment(
-        model=model, commit=commit, files=files, good=tuple(good), missing=tuple(missing),
-        damaged=tuple(damaged), unverified=tuple(unverified), problem=problem,
-        served_commit=served, upstream_commit=upstream, ref_behind=ref_behind, hub_stale=stale,
+        model=model,
+        commit=commit,
+        files=files,
+        good=tuple(good),
+        missing=tuple(missing),
+        damaged=tuple(damaged),
+        unverified=tuple(unverified),
+        problem=problem,
+        served_commit=served,
+        upstream_commit=upstream,
+        ref_behind=ref_behind,
+        hub_stale=stale,
         reusable=_reusable(cached, missing),
     )
 

@@ -47,7 +47,13 @@ def quarantine_path(cache_dir: Path, repo: str, etag: str) -> Path:
 def check_relative(path: str) -> None:
     """Reject file names that could address something outside a snapshot."""
     parts = path.replace("\\", "/").split("/")
-    if not path or path.startswith(("/", "\\")) or ".." in parts or "" in parts[:-1] or ":" in parts[0]:
+    if (
+        not path
+        or path.startswith(("/", "\\"))
+        or ".." in parts
+        or "" in parts[:-1]
+        or ":" in parts[0]
+    ):
         raise UnsafePathError(f"unsafe file name {path!r}")
 
 

@@ -33,18 +33,28 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="reconcile", description=(
-        "Keep the models a machine needs present, verified and within its disk budget."))
+    parser = _Parser(
+        prog="reconcile",
+        description=(
+            "Keep the models a machine needs present, verified and within its disk budget."
+        ),
+    )
     parser.add_argument("--version", action="version", version=f"modelsync {__version__}")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--plan", action="store_true", help="show what would change; change nothing")
     mode.add_argument("--apply", action="store_true", help="converge once, then write status")
     _manifest_arg(parser)
     _output_args(parser)
-    parser.add_argument("--detailed-exitcode", action="store_true",
-                        help="with --plan: exit 0 in sync, 2 changes pending, 1 error")
-    parser.add_argument("--offline", action="store_true",
-                        help="do not contact the hub; plan against the cache and what the hub said last")
+    parser.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="with --plan: exit 0 in sync, 2 changes pending, 1 error",
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not contact the hub; plan against the cache and what the hub said last",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log each step to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     validate = sub.add_parser("validate", help="check manifests and report every problem")
@@ -54,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     _output_args(st)
     st.add_argument("--status-file", help="read this status file instead of the manifest's")
     sub.add_parser("schema", help="print the manifest's JSON Schema")
-    serve = sub.add_parser("serve", help="serve a cache directory over the Hugging Face hub protocol")
+    serve = sub.add_parser(
+        "serve", help="serve a cache directory over the Hugging Face hub protocol"
+    )
     serve.add_argument("directory", help="a Hugging Face cache directory (models--org--name/...)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
@@ -62,8 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _manifest_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--file", dest="path", default=DEFAULT_MANIFESTS,
-                   help="a manifest file or a directory of them (default: manifests/)")
+    p.add_argument(
+        "-f",
+        "--file",
+        dest="path",
+        default=DEFAULT_MANIFESTS,
+        help="a manifest file or a directory of them (default: manifests/)",
+    )
 
 
 def _output_args(p: argparse.ArgumentParser) -> None:
@@ -72,8 +89,11 @@ def _output_args(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
@@ -93,8 +113,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         return commands.show_status(args.path, args.status_file, as_json=args.json)
     if args.plan:
-        return commands.plan(args.path, as_json=args.json, detailed=args.detailed_exitcode,
-                             offline=args.offline)
+        return commands.plan(
+            args.path, as_json=args.json, detailed=args.detailed_exitcode, offline=args.offline
+        )
     if args.apply:
         return commands.apply(args.path, as_json=args.json, offline=args.offline)
     build_parser().print_help(sys.stderr)
@@ -103,4 +124,3 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

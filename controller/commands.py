@@ -12,7 +12,13 @@ from pathlib import Path
 
 from controller import hub, render, status
 from controller.domain import DesiredState
-from controller.manifest import ManifestError, ManifestSet, load_manifests, manifest_json_schema, to_desired
+from controller.manifest import (
+    ManifestError,
+    ManifestSet,
+    load_manifests,
+    manifest_json_schema,
+    to_desired,
+)
 from controller.status import StatusReport
 from controller.units import human_bytes
 
@@ -26,8 +32,10 @@ def _load(path: str) -> tuple[ManifestSet, DesiredState] | None:
         for problem in e.problems:
             print(problem, file=sys.stderr)
         count = len(e.problems)
-        print(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed.",
-              file=sys.stderr)
+        print(
+            f"{count} problem{'s' if count != 1 else ''} found; nothing was changed.",
+            file=sys.stderr,
+        )
         return None
     desired = to_desired(manifests)
     # huggingface_hub reads its endpoint at import time: configure before first use.
@@ -71,8 +79,12 @@ def apply(path: str, *, as_json: bool, offline: bool) -> int:
 
     result = reconcile(desired, concurrency=manifests.downloads.concurrency, offline=offline)
     if as_json:
-        print(json.dumps({"plan": render.plan_to_dict(result.plan),
-                          "status": _status_dict(result.status)}, indent=2))
+        print(
+            json.dumps(
+                {"plan": render.plan_to_dict(result.plan), "status": _status_dict(result.status)},
+                indent=2,
+            )
+        )
     else:
         sys.stdout.write(render.plan_to_text(result.plan))
         print()
@@ -120,10 +132,12 @@ def _status_table(report: StatusReport) -> str:
         rev = f"{m.revision}@{m.commit[:12]}" if m.commit else m.revision
         rows.append((m.name, m.phase.value, human_bytes(m.size_on_disk), score, rev, m.message))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
     s = report.summary
     phases = ", ".join(f"{n} {p}" for p, n in s.phases.items())
     lines.append("")
-    lines.append(f"{s.models} models: {phases}; {human_bytes(s.size_on_disk)} on disk of "
-                 f"{human_bytes(s.expected_size)} expected; ready: {'yes' if s.ready else 'no'}")
+    lines.append(
+        f"{s.models} models: {phases}; {human_bytes(s.size_on_disk)} on disk of "
+        f"{human_bytes(s.expected_size)} expected; ready: {'yes' if s.ready else 'no'}"
+    )
     return "\n".join(lines)

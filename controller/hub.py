@@ -69,8 +69,9 @@ def resolve(repo: str, revision: str, endpoint: str) -> RemoteRevision | RemoteP
         err = to_hub_error(e, repo=repo, revision=revision, endpoint=endpoint)
         return RemoteProblem(err.reason, err.message)
     if not info.sha:
-        return RemoteProblem(Reason.HUB_UNREACHABLE, f"{endpoint} did not say which commit "
-                             f"{repo}@{revision} is")
+        return RemoteProblem(
+            Reason.HUB_UNREACHABLE, f"{endpoint} did not say which commit {repo}@{revision} is"
+        )
     return RemoteRevision(repo=repo, revision=revision, commit=info.sha, files=files)
 
 
@@ -92,7 +93,11 @@ def download(repo: str, path: str, commit: str, cache_dir: str, endpoint: str) -
     check_relative(path)
     try:
         return hf_hub_download(
-            repo, path, revision=commit, cache_dir=cache_dir, endpoint=endpoint,
+            repo,
+            path,
+            revision=commit,
+            cache_dir=cache_dir,
+            endpoint=endpoint,
             etag_timeout=ETAG_TIMEOUT_S,
         )
     except Exception as e:
@@ -106,29 +111,51 @@ def to_hub_error(
 
     where = f"{repo}@{revision[:12]}" + (f":{path}" if path else "")
     if isinstance(e, errors.GatedRepoError):
-        return HubError(Reason.ACCESS_DENIED, (
-            f"{repo} is gated: request access at {endpoint}/{repo}, then log in with "
-            "`hf auth login` or set HF_TOKEN"), transient=False)
+        return HubError(
+            Reason.ACCESS_DENIED,
+            (
+                f"{repo} is gated: request access at {endpoint}/{repo}, then log in with "
+                "`hf auth login` or set HF_TOKEN"
+            ),
+            transient=False,
+        )
     if isinstance(e, errors.RepositoryNotFoundError):
-        return HubError(Reason.REPO_NOT_FOUND, (
-            f"{repo} was not found on {endpoint} (if it is private, log in with "
-            "`hf auth login` or set HF_TOKEN)"), transient=False)
+        return HubError(
+            Reason.REPO_NOT_FOUND,
+            (
+                f"{repo} was not found on {endpoint} (if it is private, log in with "
+                "`hf auth login` or set HF_TOKEN)"
+            ),
+            transient=False,
+        )
     if isinstance(e, errors.RevisionNotFoundError):
-        return HubError(Reason.REVISION_NOT_FOUND,
-                        f"revision {revision!r} of {repo} was not found on {endpoint}",
-                        transient=False)
+        return HubError(
+            Reason.REVISION_NOT_FOUND,
+            f"revision {revision!r} of {repo} was not found on {endpoint}",
+            transient=False,
+        )
     if isinstance(e, errors.RemoteEntryNotFoundError):
-        return HubError(Reason.DOWNLOAD_FAILED, f"{where}: the hub has no such file",
-                        transient=False)
+        return HubError(
+            Reason.DOWNLOAD_FAILED, f"{where}: the hub has no such file", transient=False
+        )
     status = getattr(getattr(e, "response", None), "status_code", None)
     if status in (401, 403):
-        return HubError(Reason.ACCESS_DENIED, (
-            f"{endpoint} refused access to {repo} (HTTP {status}); log in with "
-            "`hf auth login` or set HF_TOKEN"), transient=False)
+        return HubError(
+            Reason.ACCESS_DENIED,
+            (
+                f"{endpoint} refused access to {repo} (HTTP {status}); log in with "
+                "`hf auth login` or set HF_TOKEN"
+            ),
+            transient=False,
+        )
     detail = redact(str(e).splitlines()[0] if str(e) else type(e).__name__)
     if status is not None:
-        return HubError(Reason.DOWNLOAD_FAILED if path else Reason.HUB_UNREACHABLE,
-                        f"{where}: HTTP {status}: {detail}", transient=status >= 500 or status == 429)
+        return HubError(
+            Reason.DOWNLOAD_FAILED if path else Reason.HUB_UNREACHABLE,
+            f"{where}: HTTP {status}: {detail}",
+            transient=status >= 500 or status == 429,
+        )
     reason = Reason.DOWNLOAD_FAILED if path else Reason.HUB_UNREACHABLE
-    return HubError(reason, f"{where}: cannot reach {endpoint}: {type(e).__name__}: {detail}",
-                    transient=True)
+    return HubError(
+        reason, f"{where}: cannot reach {endpoint}: {type(e).__name__}: {detail}", transient=True
+    )

@@ -38,32 +38,52 @@ class Reconciled:
         return self.outcome.ok and not self.plan.errors
 
 
-def make_plan(desired: DesiredState, *, offline: bool = False,
-              clock: Clock = utcnow) -> tuple[Plan, Observation]:
+def make_plan(
+    desired: DesiredState, *, offline: bool = False, clock: Clock = utcnow
+) -> tuple[Plan, Observation]:
     """Plan without changing anything on disk (the state store is opened read-only)."""
     observed = observe(desired, now=clock(), offline=offline)
     return plan(desired, observed, clock()), observed
 
 
-def reconcile(desired: DesiredState, *, concurrency: int = 8, offline: bool = False,
-              clock: Clock = utcnow) -> Reconciled:
+def reconcile(
+    desired: DesiredState, *, concurrency: int = 8, offline: bool = False, clock: Clock = utcnow
+) -> Reconciled:
     with StateStore.open(Path(desired.state_dir)) as store:
         observed = observe(desired, now=clock(), offline=offline, store=store)
         the_plan = plan(desired, observed, clock())
         before = assess_all(desired, observed)
 
         def publish(in_progress: dict[str, Phase], failures: dict[str, Failure]) -> None:
-            status.write(desired.status_file, status.derive(
-                before, generation=desired.generation, now=clock(), failures=failures,
-                in_progress=in_progress, errors=the_plan.errors))
+            status.write(
+                desired.status_file,
+                status.derive(
+                    before,
+                    generation=desired.generation,
+                    now=clock(),
+                    failures=failures,
+                    in_progress=in_progress,
+                    errors=the_plan.errors,
+                ),
+            )
 
-        workspace = CacheWorkspace(cache_dir=desired.cache_dir, endpoint=desired.endpoint,
-                                   store=store, clock=clock, concurrency=concurrency)
+        workspace = CacheWorkspace(
+            cache_dir=desired.cache_dir,
+            endpoint=desired.endpoint,
+            store=store,
+            clock=clock,
+            concurrency=concurrency,
+        )
         outcome = apply_plan(the_plan, workspace, on_phase=publish)
         # Re-read the disk rather than trusting the results: the status describes what is
         # there, including anything another process changed meanwhile.
         after = observe(desired, now=clock(), store=store, remote=observed.remote)
-        report = status.derive(assess_all(desired, after), generation=desired.generation,
-                               now=clock(), failures=outcome.failures, errors=the_plan.errors)
+        report = status.derive(
+            assess_all(desired, after),
+            generation=desired.generation,
+            now=clock(),
+            failures=outcome.failures,
+            errors=the_plan.errors,
+        )
         status.write(desired.status_file, report)
     return Reconciled(the_plan, outcome, report)

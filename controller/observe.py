@@ -25,6 +25,7 @@ from controller.domain import (
 )
 from controller.state import StateStore
 
+
 def observe(
     desired: DesiredState,
     *,
@@ -82,14 +83,16 @@ def _resolve_all(
     wanted = [m for m in desired.models if not m.suspend]
     answers: list[RemoteRevision | RemoteProblem]
     if offline:
-        answers = [RemoteProblem(Reason.HUB_UNREACHABLE, "offline: the hub was not asked")
-                   for _ in wanted]
+        answers = [
+            RemoteProblem(Reason.HUB_UNREACHABLE, "offline: the hub was not asked") for _ in wanted
+        ]
     else:
         with ThreadPoolExecutor(max_workers=min(8, max(1, len(wanted)))) as pool:
-            answers = list(pool.map(lambda m: hub.resolve(m.repo, m.revision, desired.endpoint),
-                                    wanted))
+            answers = list(
+                pool.map(lambda m: hub.resolve(m.repo, m.revision, desired.endpoint), wanted)
+            )
     remote: dict[str, RemoteRevision | RemoteProblem] = {}
-    for model, answer in zip(wanted, answers):
+    for model, answer in zip(wanted, answers, strict=True):
         if isinstance(answer, RemoteRevision):
             if remember and store is not None:
                 store.remember_remote(answer, now)
@@ -113,4 +116,3 @@ def _disk(cache_dir: Path, problems: list[str]) -> Disk | None:
         problems.append(f"disk: cannot read free space of {probe}: {e}")
         return None
     return Disk(total=usage.total, free=usage.free)
-

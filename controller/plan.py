@@ -35,6 +35,7 @@ _KIND_ORDER = {
     ActionKind.DELETE: 3,
 }
 
+
 def assess_all(desired: DesiredState, observed: Observation) -> tuple[Assessment, ...]:
     return tuple(assess(m, observed) for m in desired.models)
 
@@ -104,7 +105,9 @@ def _problems(assessments: tuple[Assessment, ...]) -> tuple[list[str], list[str]
         elif a.hub_stale:
             warnings.append(f"{a.model.name}: hub unreachable; planned against what it said last")
         elif a.commit is not None and not a.files:
-            errors.append(f"{a.model.name}: no file of {a.model.repo}@{a.model.revision} "
-                          f"matches include {list(a.model.include)} / exclude "
-                          f"{list(a.model.exclude)}")
+            errors.append(
+                f"{a.model.name}: no file of {a.model.repo}@{a.model.revision} "
+                f"matches include {list(a.model.include)} / exclude "
+                f"{list(a.model.exclude)}"
+            )
     return errors, warnings

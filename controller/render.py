@@ -67,8 +67,11 @@ def plan_to_text(plan: Plan) -> str:
     if lines:
         lines.append("")
     if plan.empty:
-        lines.append("No changes. Models are up to date." if not plan.errors
-                     else "No changes planned for the models that could be assessed.")
+        lines.append(
+            "No changes. Models are up to date."
+            if not plan.errors
+            else "No changes planned for the models that could be assessed."
+        )
         return "\n".join(lines) + "\n"
     lines.append("modelsync will perform the following actions, in this order:")
     lines.append("")

@@ -44,6 +44,7 @@ IDLE_TIMEOUT = 120.0  # seconds a keep-alive connection may sit idle before its 
 MAX_REQUEST_BODY = 1024 * 1024  # paths-info bodies are small; refuse anything that is not
 MAX_RECORDS = 10_000  # the request log is bounded so a long-running server does not grow
 POLL_INTERVAL = 0.1  # how quickly stop() is noticed by the accept loop
+SETTLE_TIMEOUT = 5.0  # longest HubServer.requests waits for in-flight requests to be logged
 
 # Temporary names that controller.seed uses while writing; never content.
 _SEED_TEMP_RE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
@@ -573,11 +574,32 @@ class _Context:
     tree_page_size: int = TREE_PAGE_SIZE
     stopping: threading.Event = field(default_factory=threading.Event)
     records: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=MAX_RECORDS))
-    records_lock: threading.Lock = field(default_factory=threading.Lock)
+    records_changed: threading.Condition = field(default_factory=threading.Condition)
+    in_flight: int = 0
+
+    def begin(self) -> None:
+        with self.records_changed:
+            self.in_flight += 1
 
     def record(self, record: RequestRecord) -> None:
-        with self.records_lock:
+        with self.records_changed:
             self.records.append(record)
+            self.in_flight -= 1
+            self.records_changed.notify_all()
+
+    def settled_records(self, timeout: float) -> list[RequestRecord]:
+        """The log once no request is mid-way through its handler.
+
+        A client can hold a complete response before the handler thread has logged
+        it, so reading the log right after a call would race without this wait.
+        """
+        with self.records_changed:
+            self.records_changed.wait_for(lambda: self.in_flight == 0, timeout)
+            return list(self.records)
+
+    def clear_records(self) -> None:
+        with self.records_changed:
+            self.records.clear()
 
 
 # --- response bodies -------------------------------------------------------------------------
@@ -672,21 +694,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         started = time.monotonic()
+        self.ctx.begin()  # from here on, _finish must run exactly once
         self._status, self._sent, self._dropped = 0, 0, False
-        target = urlsplit(self.path)
-        path = unquote(target.path)
-        plan = NO_FAULTS
+        path, query, plan = self.path, "", NO_FAULTS
         try:
-            body = self._read_body()
-            plan = self.ctx.faults.take(method, path)
-            if not self._fault_answered(method, plan):
-                self._route(method, target.path, parse_qs(target.query), body, plan)
-        except HubError as error:
-            self._send_error(method, error, plan)
-        except Exception as error:  # noqa: BLE001 - a handler must answer or close, never hang
+            try:
+                target = urlsplit(self.path)
+                path, query = unquote(target.path), target.query
+                body = self._read_body()
+                plan = self.ctx.faults.take(method, path)
+                if not self._fault_answered(method, plan):
+                    self._route(method, target.path, parse_qs(query), body, plan)
+            except HubError as error:
+                self._send_error(method, error, plan)
+        except Exception as error:  # a handler must answer or close, never hang the client
             self._fail(method, error)
         finally:
-            self._finish(method, path, target.query, started)
+            self._finish(method, path, query, started)
 
     def _read_body(self) -> bytes:
         """Always consume the body, or the next request on this connection is garbage."""
@@ -724,7 +748,8 @@ class _Handler(BaseHTTPRequestHandler):
             return  # the peer left, or the file changed under us: nothing to answer
         traceback.print_exception(error, file=sys.stderr)
         if self._status == 0:
-            self._send_error(method, HubError(500, "InternalError", str(error)), NO_FAULTS)
+            with contextlib.suppress(OSError):  # the answer is best effort; closing is not
+                self._send_error(method, HubError(500, "InternalError", str(error)), NO_FAULTS)
 
     def _finish(self, method: str, path: str, query: str, started: float) -> None:
         record = RequestRecord(
@@ -1067,12 +1092,11 @@ class HubServer:
 
     @property
     def requests(self) -> list[RequestRecord]:
-        with self._context.records_lock:
-            return list(self._context.records)
+        """Requests served so far, oldest first (waits briefly for ones still finishing)."""
+        return self._context.settled_records(timeout=SETTLE_TIMEOUT)
 
     def clear_requests(self) -> None:
-        with self._context.records_lock:
-            self._context.records.clear()
+        self._context.clear_records()
 
     @property
     def tree_page_size(self) -> int:

@@ -46,7 +46,8 @@ class ModelStatus(BaseModel):
     size_on_disk: int
     expected_size: int
     integrity_score: float | None = Field(
-        description="fraction of the expected bytes present and verified")
+        description="fraction of the expected bytes present and verified"
+    )
     missing_files: tuple[str, ...] = ()
     corrupt_files: tuple[str, ...] = ()
     unverified_files: tuple[str, ...] = ()
@@ -97,23 +98,35 @@ def derive(
         for a in assessments
     )
     phases = Counter(m.phase.value for m in models)
-    ready = all(m.phase is Phase.AVAILABLE for m, a in zip(models, assessments)
-                if a.model.policy.value == "always" and not a.model.suspend)
-    summary = StatusSummary(
-        models=len(models), phases=dict(sorted(phases.items())),
-        size_on_disk=sum(m.size_on_disk for m in models),
-        expected_size=sum(m.expected_size for m in models), ready=ready,
+    ready = all(
+        m.phase is Phase.AVAILABLE
+        for m, a in zip(models, assessments, strict=True)
+        if a.model.policy.value == "always" and not a.model.suspend
     )
-    return StatusReport(observedGeneration=generation, updatedAt=now, summary=summary,
-                        models=models, errors=errors)
+    summary = StatusSummary(
+        models=len(models),
+        phases=dict(sorted(phases.items())),
+        size_on_disk=sum(m.size_on_disk for m in models),
+        expected_size=sum(m.expected_size for m in models),
+        ready=ready,
+    )
+    return StatusReport(
+        observedGeneration=generation, updatedAt=now, summary=summary, models=models, errors=errors
+    )
 
 
-def _model_status(a: Assessment, now: datetime, failure: Failure | None,
-                  transient: Phase | None) -> ModelStatus:
+def _model_status(
+    a: Assessment, now: datetime, failure: Failure | None, transient: Phase | None
+) -> ModelStatus:
     phase, reason, message = _phase(a, failure, transient)
     return ModelStatus(
-        name=a.model.name, repo=a.model.repo, revision=a.model.revision, commit=a.commit,
-        phase=phase, reason=reason, message=message,
+        name=a.model.name,
+        repo=a.model.repo,
+        revision=a.model.revision,
+        commit=a.commit,
+        phase=phase,
+        reason=reason,
+        message=message,
         size_on_disk=a.present_bytes + sum(d.file.size for d in a.damaged),
         expected_size=a.expected_bytes,
         integrity_score=round(a.verified_bytes / a.expected_bytes, 6) if a.expected_bytes else None,
@@ -122,12 +135,15 @@ def _model_status(a: Assessment, now: datetime, failure: Failure | None,
         unverified_files=tuple(f.path for f in a.unverified),
         update_available=a.upstream_commit is not None,
         upstream_commit=a.upstream_commit,
-        priority=a.model.priority.value, policy=a.model.policy.value, last_checked=now,
+        priority=a.model.priority.value,
+        policy=a.model.policy.value,
+        last_checked=now,
     )
 
 
-def _phase(a: Assessment, failure: Failure | None,
-           transient: Phase | None) -> tuple[Phase, Reason, str]:
+def _phase(
+    a: Assessment, failure: Failure | None, transient: Phase | None
+) -> tuple[Phase, Reason, str]:
     if a.model.suspend:
         return Phase.PAUSED, Reason.SUSPENDED, "suspended in the manifest; partial files are kept"
     if transient is not None:
@@ -144,18 +160,31 @@ def _phase(a: Assessment, failure: Failure | None,
     if a.complete and not a.ref_behind:
         return Phase.AVAILABLE, Reason.VERIFIED, _available_message(a)
     if a.served_commit is not None and a.served_commit != a.commit:
-        return (Phase.AVAILABLE, Reason.UPSTREAM_MOVED,
-                f"serving {a.served_commit[:12]}; update to {a.commit[:12]} pending")
+        return (
+            Phase.AVAILABLE,
+            Reason.UPSTREAM_MOVED,
+            f"serving {a.served_commit[:12]}; update to {a.commit[:12]} pending",
+        )
     if a.on_demand_unrequested:
         return Phase.MISSING, Reason.NOT_REQUESTED, "on-demand: fetched when requested"
     if a.missing:
         reason = Reason.MISSING if a.absent else Reason.INCOMPLETE
-        return Phase.MISSING, reason, (f"{len(a.missing)} of {len(a.files)} files missing; "
-                                       "run `reconcile --apply`")
+        return (
+            Phase.MISSING,
+            reason,
+            (f"{len(a.missing)} of {len(a.files)} files missing; run `reconcile --apply`"),
+        )
     if a.unverified:
-        return Phase.UNKNOWN, Reason.UNVERIFIED, (
-            f"{len(a.unverified)} files present but not yet verified")
-    return Phase.MISSING, Reason.INCOMPLETE, f"refs/{a.model.revision} not yet pointed at the commit"
+        return (
+            Phase.UNKNOWN,
+            Reason.UNVERIFIED,
+            (f"{len(a.unverified)} files present but not yet verified"),
+        )
+    return (
+        Phase.MISSING,
+        Reason.INCOMPLETE,
+        f"refs/{a.model.revision} not yet pointed at the commit",
+    )
 
 
 def _available_message(a: Assessment) -> str:

@@ -58,13 +58,15 @@ class CacheWorkspace:
             return
         # The ref is rewritten atomically: an application resolving the revision sees the
         # old commit or the new one, never a missing or half-written ref.
-        atomic_write_text(cachefs.ref_path(self.cache_dir, action.repo, action.revision),
-                          action.commit)
+        atomic_write_text(
+            cachefs.ref_path(self.cache_dir, action.repo, action.revision), action.commit
+        )
 
     # ------------------------------------------------------------------ internals
 
-    def _each(self, files: Sequence[FileWork],
-              work: Callable[[FileWork], FileOutcome]) -> tuple[FileOutcome, ...]:
+    def _each(
+        self, files: Sequence[FileWork], work: Callable[[FileWork], FileOutcome]
+    ) -> tuple[FileOutcome, ...]:
         if len(files) <= 1:
             return tuple(work(f) for f in files)
         # Threads suffice: downloads wait on sockets and hashlib releases the GIL on the
@@ -75,16 +77,23 @@ class CacheWorkspace:
     def _fetch_one(self, action: Action, f: FileWork) -> FileOutcome:
         started, t0 = self.clock(), time.monotonic()
         try:
-            snapshot = hub.download(action.repo, f.path, action.commit, str(self.cache_dir),
-                                    self.endpoint)
+            snapshot = hub.download(
+                action.repo, f.path, action.commit, str(self.cache_dir), self.endpoint
+            )
         except hub.HubError as e:
             self._record(action, f, started, t0, DownloadOutcome.FAILED, e.message)
             return FileOutcome(f.path, ok=False, reason=e.reason, detail=e.message)
         except cachefs.UnsafePathError as e:
             return FileOutcome(f.path, ok=False, reason=Reason.UNSAFE_PATH, detail=str(e))
         outcome = self._check(action, f, Path(snapshot), transferred=f.size)
-        self._record(action, f, started, t0,
-                     DownloadOutcome.OK if outcome.ok else DownloadOutcome.CORRUPT, outcome.detail)
+        self._record(
+            action,
+            f,
+            started,
+            t0,
+            DownloadOutcome.OK if outcome.ok else DownloadOutcome.CORRUPT,
+            outcome.detail,
+        )
         return outcome
 
     def _verify_one(self, action: Action, f: FileWork) -> FileOutcome:
@@ -94,30 +103,57 @@ class CacheWorkspace:
             return FileOutcome(f.path, ok=False, reason=Reason.UNSAFE_PATH, detail=str(e))
         return self._check(action, f, snapshot, transferred=0)
 
-    def _check(self, action: Action, f: FileWork, snapshot: Path, *, transferred: int) -> FileOutcome:
+    def _check(
+        self, action: Action, f: FileWork, snapshot: Path, *, transferred: int
+    ) -> FileOutcome:
         try:
             st = snapshot.stat()
             known = self.store.verifications_for(action.repo).get(f.etag)
-            if known and known.ok and (known.size, known.mtime_ns, known.inode) == (
-                    st.st_size, st.st_mtime_ns, st.st_ino):
+            if (
+                known
+                and known.ok
+                and (known.size, known.mtime_ns, known.inode)
+                == (st.st_size, st.st_mtime_ns, st.st_ino)
+            ):
                 # The same bytes were hashed before (a blob shared with another snapshot):
                 # unchanged size, mtime and inode mean no second read is needed.
                 return FileOutcome(f.path, ok=True, transferred=0)
             ok, digest = (False, "") if st.st_size != f.size else check_blob(snapshot, f.etag)
         except OSError as e:
-            return FileOutcome(f.path, ok=False, reason=Reason.DOWNLOAD_FAILED,
-                               detail=f"{f.path}: cannot read: {e.strerror}")
-        self.store.record_verification(action.repo, Verification(
-            blob=f.etag, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
-            digest=digest, ok=ok, checked_at=self.clock()))
+            return FileOutcome(
+                f.path,
+                ok=False,
+                reason=Reason.DOWNLOAD_FAILED,
+                detail=f"{f.path}: cannot read: {e.strerror}",
+            )
+        self.store.record_verification(
+            action.repo,
+            Verification(
+                blob=f.etag,
+                size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+                inode=st.st_ino,
+                digest=digest,
+                ok=ok,
+                checked_at=self.clock(),
+            ),
+        )
         if ok:
             return FileOutcome(f.path, ok=True, transferred=transferred)
         self._quarantine_one(action.repo, action.commit, f)
         if st.st_size != f.size:
-            return FileOutcome(f.path, ok=False, reason=Reason.SIZE_MISMATCH, detail=(
-                f"{f.path}: {st.st_size} bytes, the hub says {f.size}"))
-        return FileOutcome(f.path, ok=False, reason=Reason.CHECKSUM_MISMATCH, detail=(
-            f"{f.path}: content hashes to {digest[:16]}…, the hub says {f.etag[:16]}…"))
+            return FileOutcome(
+                f.path,
+                ok=False,
+                reason=Reason.SIZE_MISMATCH,
+                detail=(f"{f.path}: {st.st_size} bytes, the hub says {f.size}"),
+            )
+        return FileOutcome(
+            f.path,
+            ok=False,
+            reason=Reason.CHECKSUM_MISMATCH,
+            detail=(f"{f.path}: content hashes to {digest[:16]}…, the hub says {f.etag[:16]}…"),
+        )
 
     def _quarantine_one(self, repo: str, commit: str, f: FileWork) -> None:
         """Move a damaged blob aside and unlink it from the snapshot.
@@ -137,10 +173,25 @@ class CacheWorkspace:
             snapshot.unlink()
         self.store.forget_verification(repo, f.etag)
 
-    def _record(self, action: Action, f: FileWork, started: datetime, t0: float,
-                outcome: DownloadOutcome, message: str) -> None:
+    def _record(
+        self,
+        action: Action,
+        f: FileWork,
+        started: datetime,
+        t0: float,
+        outcome: DownloadOutcome,
+        message: str,
+    ) -> None:
         self.store.record_download(
-            model=action.model, repo=action.repo, revision=action.revision, commit=action.commit,
-            path=f.path, bytes=f.size if outcome is DownloadOutcome.OK else 0,
-            started_at=started, finished_at=self.clock(), outcome=outcome,
-            message=hub.redact(message), seconds=time.monotonic() - t0)
+            model=action.model,
+            repo=action.repo,
+            revision=action.revision,
+            commit=action.commit,
+            path=f.path,
+            bytes=f.size if outcome is DownloadOutcome.OK else 0,
+            started_at=started,
+            finished_at=self.clock(),
+            outcome=outcome,
+            message=hub.redact(message),
+            seconds=time.monotonic() - t0,
+        )

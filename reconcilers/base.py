@@ -63,9 +63,18 @@ class Workspace(Protocol):
         ...
 
 
-def action_for(a: Assessment, kind: ActionKind, files: tuple[FileWork, ...], reason: Reason,
-               message: str) -> Action:
+def action_for(
+    a: Assessment, kind: ActionKind, files: tuple[FileWork, ...], reason: Reason, message: str
+) -> Action:
     assert a.commit is not None
-    return Action(kind=kind, model=a.model.name, repo=a.model.repo, revision=a.model.revision,
-                  commit=a.commit, files=files, bytes=a.transfer_bytes(files), reason=reason,
-                  message=message)
+    return Action(
+        kind=kind,
+        model=a.model.name,
+        repo=a.model.repo,
+        revision=a.model.revision,
+        commit=a.commit,
+        files=files,
+        bytes=a.transfer_bytes(files),
+        reason=reason,
+        message=message,
+    )

@@ -22,14 +22,26 @@ def plan(assessments: tuple[Assessment, ...]) -> list[Action]:
             continue
         moving = a.served_commit is not None and a.served_commit != a.commit
         if moving and (a.missing or a.ref_behind):
-            actions.append(action_for(a, ActionKind.UPDATE, a.missing, Reason.UPSTREAM_MOVED,
-                                   _update_message(a)))
+            actions.append(
+                action_for(
+                    a, ActionKind.UPDATE, a.missing, Reason.UPSTREAM_MOVED, _update_message(a)
+                )
+            )
         elif a.missing:
             reason = Reason.MISSING if a.absent else Reason.INCOMPLETE
-            actions.append(action_for(a, ActionKind.DOWNLOAD, a.missing, reason, _missing_message(a)))
+            actions.append(
+                action_for(a, ActionKind.DOWNLOAD, a.missing, reason, _missing_message(a))
+            )
         elif a.ref_behind and not a.unverified:
-            actions.append(action_for(a, ActionKind.UPDATE, (), Reason.REVISION_CHANGED,
-                                   f"point refs/{a.model.revision} at {a.commit[:12]}"))
+            actions.append(
+                action_for(
+                    a,
+                    ActionKind.UPDATE,
+                    (),
+                    Reason.REVISION_CHANGED,
+                    f"point refs/{a.model.revision} at {a.commit[:12]}",
+                )
+            )
     return actions
 
 
@@ -38,12 +50,13 @@ def apply(action: Action, workspace: Workspace) -> ActionResult:
     return ActionResult(action, outcomes)
 
 
-
 def _missing_message(a: Assessment) -> str:
     if a.absent:
         return f"not in the cache; {len(a.missing)} files, {human_bytes(a.expected_bytes)}"
-    return (f"{len(a.missing)} of {len(a.files)} files missing "
-            f"({human_bytes(a.transfer_bytes(a.missing))} to fetch)")
+    return (
+        f"{len(a.missing)} of {len(a.files)} files missing "
+        f"({human_bytes(a.transfer_bytes(a.missing))} to fetch)"
+    )
 
 
 def _update_message(a: Assessment) -> str:
@@ -52,5 +65,7 @@ def _update_message(a: Assessment) -> str:
     if not a.missing:
         return f"{moved}; files already present"
     linked = len(a.missing) - len([f for f in a.missing if f.etag not in a.reusable])
-    return (f"{moved}; {len(a.missing) - linked} changed files, "
-            f"{human_bytes(a.transfer_bytes(a.missing))}; {linked} unchanged files linked")
+    return (
+        f"{moved}; {len(a.missing) - linked} changed files, "
+        f"{human_bytes(a.transfer_bytes(a.missing))}; {linked} unchanged files linked"
+    )

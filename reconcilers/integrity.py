@@ -25,12 +25,22 @@ def plan(assessments: tuple[Assessment, ...]) -> list[Action]:
             files = tuple(d.file for d in a.damaged)
             detail = ", ".join(f"{d.file.path} ({d.detail})" for d in a.damaged[:3])
             more = f" and {len(a.damaged) - 3} more" if len(a.damaged) > 3 else ""
-            actions.append(action_for(a, ActionKind.REPAIR, files, Reason.CORRUPTED,
-                                   f"damaged: {detail}{more}"))
+            actions.append(
+                action_for(
+                    a, ActionKind.REPAIR, files, Reason.CORRUPTED, f"damaged: {detail}{more}"
+                )
+            )
         if a.unverified:
-            actions.append(action_for(a, ActionKind.VERIFY, a.unverified, Reason.UNVERIFIED,
-                                   f"{len(a.unverified)} files present but unverified "
-                                   f"({human_bytes(sum(f.size for f in a.unverified))} to hash)"))
+            actions.append(
+                action_for(
+                    a,
+                    ActionKind.VERIFY,
+                    a.unverified,
+                    Reason.UNVERIFIED,
+                    f"{len(a.unverified)} files present but unverified "
+                    f"({human_bytes(sum(f.size for f in a.unverified))} to hash)",
+                )
+            )
     return actions
 
 
@@ -55,7 +65,7 @@ def _verify_then_repair(action: Action, workspace: Workspace) -> tuple[FileOutco
     damaged = {o.path for o in checked if o.reason in _DAMAGE}
     if not damaged:
         return checked
-    refetched = {o.path: o for o in workspace.fetch(
-        action, [f for f in action.files if f.path in damaged])}
+    refetched = {
+        o.path: o for o in workspace.fetch(action, [f for f in action.files if f.path in damaged])
+    }
     return tuple(refetched.get(o.path, o) for o in checked)
-

@@ -76,9 +76,7 @@ class LocalHub:
         message: str = "",
         lfs: seed.LfsRule | None = None,
     ) -> str:
-        return seed.publish(
-            self.cache_dir, repo_id, files, branch=branch, message=message, lfs=lfs
-        )
+        return seed.publish(self.cache_dir, repo_id, files, branch=branch, message=message, lfs=lfs)
 
     def move_branch(self, repo_id: str, branch: str, commit: str) -> None:
         seed.move_branch(self.cache_dir, repo_id, branch, commit)

@@ -48,15 +48,21 @@ class Workdir:
     def status_file(self) -> Path:
         return self.state / "status.yaml"
 
-    def write_manifest(self, models: list[dict[str, Any]], name: str = "models.yaml",
-                       **spec: Any) -> Path:
+    def write_manifest(
+        self, models: list[dict[str, Any]], name: str = "models.yaml", **spec: Any
+    ) -> Path:
         self.manifests.mkdir(parents=True, exist_ok=True)
         doc = {
             "apiVersion": "modelsync/v1",
             "kind": "ModelSet",
             "metadata": {"name": "test"},
-            "spec": {"cache": str(self.cache), "state": str(self.state),
-                     "endpoint": self.endpoint, **spec, "models": models},
+            "spec": {
+                "cache": str(self.cache),
+                "state": str(self.state),
+                "endpoint": self.endpoint,
+                **spec,
+                "models": models,
+            },
         }
         path = self.manifests / name
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -73,10 +79,19 @@ class Workdir:
         return reconcile(*args, "-f", str(self.manifests), endpoint=self.endpoint, env=env)
 
 
-def reconcile(*args: str, endpoint: str = "http://127.0.0.1:9",
-              env: dict[str, str] | None = None, timeout: float = 300) -> Run:
-    full_env = {**os.environ, "HF_ENDPOINT": endpoint, "PYTHONPATH": str(REPO_ROOT),
-                **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "controller.cli", *args], env=full_env,
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
+def reconcile(
+    *args: str,
+    endpoint: str = "http://127.0.0.1:9",
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> Run:
+    full_env = {**os.environ, "HF_ENDPOINT": endpoint, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "controller.cli", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+    )
     return Run(proc.returncode, proc.stdout, proc.stderr)

@@ -6,11 +6,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from huggingface_hub import hf_hub_download, snapshot_download
-from huggingface_hub.errors import LocalEntryNotFoundError
-
 from cli import Workdir
 from hub import LocalHub
+from huggingface_hub import hf_hub_download, snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
 
 WEIGHTS = bytes(range(256)) * 8192  # 2 MiB: an LFS file
 SHARD = b"\x01\x02" * 300_000  # 600 kB, .safetensors: LFS by extension
@@ -31,8 +30,9 @@ SELECTED_BYTES = len(CONFIG) + len(WEIGHTS) + len(SHARD) + len(TOKENIZER)
 def work(tmp_path: Path, hub: LocalHub) -> Workdir:
     hub.publish("org/tiny", REPO_FILES)
     w = Workdir(tmp_path / "work", hub.url)
-    w.write_manifest([{"name": "tiny", "repo": "org/tiny", "include": SELECTED,
-                       "priority": "critical"}])
+    w.write_manifest(
+        [{"name": "tiny", "repo": "org/tiny", "include": SELECTED, "priority": "critical"}]
+    )
     return w
 
 
@@ -59,8 +59,11 @@ def test_plan_json_has_documented_shape(work: Workdir) -> None:
     assert action["kind"] == "download" and action["reason"] == "Missing"
     assert action["bytes"] == SELECTED_BYTES == data["totals"]["download_bytes"]
     assert sorted(f["path"] for f in action["files"]) == [
-        "config.json", "model.safetensors", "text_encoder/model.safetensors",
-        "tokenizer/tokenizer.json"]
+        "config.json",
+        "model.safetensors",
+        "text_encoder/model.safetensors",
+        "tokenizer/tokenizer.json",
+    ]
     weights = next(f for f in action["files"] if f["path"] == "model.safetensors")
     assert weights["etag"] == hashlib.sha256(WEIGHTS).hexdigest()
     assert data["totals"]["by_kind"]["download"] == 1
@@ -101,16 +104,16 @@ def test_corrupt_bytes_from_the_hub_are_never_available(work: Workdir, hub: Loca
     assert status["phase"] == "FAILED" and status["reason"] == "ChecksumMismatch"
     assert "model.safetensors" in status["message"]
     with pytest.raises(LocalEntryNotFoundError):
-        hf_hub_download("org/tiny", "model.safetensors", cache_dir=work.cache,
-                        local_files_only=True)
+        hf_hub_download(
+            "org/tiny", "model.safetensors", cache_dir=work.cache, local_files_only=True
+        )
     # The good files are kept and verified: only the bad one will be fetched again.
     retry = work.reconcile("--plan", "--json").json()
     assert [[f["path"] for f in a["files"]] for a in retry["actions"]] == [["model.safetensors"]]
 
 
 def test_model_already_in_cache_is_adopted_without_download(work: Workdir, hub: LocalHub) -> None:
-    snapshot_download("org/tiny", cache_dir=work.cache, endpoint=hub.url,
-                      allow_patterns=SELECTED)
+    snapshot_download("org/tiny", cache_dir=work.cache, endpoint=hub.url, allow_patterns=SELECTED)
     plan = work.reconcile("--plan", "--json").json()
     assert [(a["kind"], a["reason"]) for a in plan["actions"]] == [("verify", "Unverified")]
     assert plan["totals"]["download_bytes"] == 0
@@ -133,17 +136,20 @@ def test_locally_damaged_file_is_repaired_alone(work: Workdir, hub: LocalHub) ->
     run = work.reconcile("--apply")
     assert run.code == 0, run.out + run.err
     fetched = {r.path for r in hub.requests_for("*/resolve/*", "GET")}
-    assert fetched == {"/org/tiny/resolve/" + work.model_status("tiny")["commit"]
-                       + "/model.safetensors"}
+    assert fetched == {
+        "/org/tiny/resolve/" + work.model_status("tiny")["commit"] + "/model.safetensors"
+    }
     assert blob_of(work.cache, "org/tiny", "model.safetensors").read_bytes() == WEIGHTS
     assert work.model_status("tiny")["phase"] == "AVAILABLE"
 
 
 def test_a_failing_model_does_not_stop_the_others(work: Workdir) -> None:
-    work.write_manifest([
-        {"name": "ghost", "repo": "org/does-not-exist", "priority": "critical"},
-        {"name": "tiny", "repo": "org/tiny", "include": SELECTED},
-    ])
+    work.write_manifest(
+        [
+            {"name": "ghost", "repo": "org/does-not-exist", "priority": "critical"},
+            {"name": "tiny", "repo": "org/tiny", "include": SELECTED},
+        ]
+    )
     run = work.reconcile("--apply")
     assert run.code == 1
     assert work.model_status("tiny")["phase"] == "AVAILABLE"
@@ -153,9 +159,11 @@ def test_a_failing_model_does_not_stop_the_others(work: Workdir) -> None:
 
 
 def test_branch_move_with_auto_updates_fetches_only_changed_files(
-        work: Workdir, hub: LocalHub) -> None:
-    work.write_manifest([{"name": "tiny", "repo": "org/tiny", "include": SELECTED,
-                          "updates": "auto"}])
+    work: Workdir, hub: LocalHub
+) -> None:
+    work.write_manifest(
+        [{"name": "tiny", "repo": "org/tiny", "include": SELECTED, "updates": "auto"}]
+    )
     assert work.reconcile("--apply").code == 0
     new_weights = WEIGHTS[::-1]
     new_commit = hub.publish("org/tiny", {**REPO_FILES, "model.safetensors": new_weights})
@@ -166,7 +174,8 @@ def test_branch_move_with_auto_updates_fetches_only_changed_files(
     hub.clear_requests()
     assert work.reconcile("--apply").code == 0
     assert [r.path.rsplit("/", 1)[-1] for r in hub.requests_for("*/resolve/*", "GET")] == [
-        "model.safetensors"]
+        "model.safetensors"
+    ]
     assert blob_of(work.cache, "org/tiny", "model.safetensors").read_bytes() == new_weights
     assert work.model_status("tiny")["commit"] == new_commit
 

@@ -35,16 +35,23 @@ FILES = (CONFIG, README, WEIGHTS)
 
 
 def desired(*models: DesiredModel) -> DesiredState:
-    return DesiredState(models=models, cache_dir="/cache", state_dir="/state",
-                        endpoint="http://hub", generation="g1", status_file="/state/status.yaml")
+    return DesiredState(
+        models=models,
+        cache_dir="/cache",
+        state_dir="/state",
+        endpoint="http://hub",
+        generation="g1",
+        status_file="/state/status.yaml",
+    )
 
 
 def model(name: str = "m", repo: str = "org/m", **kw: object) -> DesiredModel:
     return DesiredModel(name=name, repo=repo, **kw)  # type: ignore[arg-type]
 
 
-def remote(repo: str = "org/m", commit: str = C1, files: tuple[RemoteFile, ...] = FILES
-           ) -> RemoteRevision:
+def remote(
+    repo: str = "org/m", commit: str = C1, files: tuple[RemoteFile, ...] = FILES
+) -> RemoteRevision:
     return RemoteRevision(repo=repo, revision="main", commit=commit, files=files)
 
 
@@ -52,72 +59,131 @@ def entry(f: RemoteFile, inode: int = 7, size: int | None = None) -> CachedFile:
     return CachedFile(f.path, f.etag, f.size if size is None else size, mtime_ns=100, inode=inode)
 
 
-def cached(repo: str = "org/m", commit: str = C1, files: tuple[RemoteFile, ...] = FILES,
-           ref: str | None = "main", **entry_kw: object) -> CachedRepo:
-    return CachedRepo(repo=repo, refs={ref: commit} if ref else {},
-                      snapshots={commit: {f.path: entry(f, **entry_kw) for f in files}})  # type: ignore[arg-type]
+def cached(
+    repo: str = "org/m",
+    commit: str = C1,
+    files: tuple[RemoteFile, ...] = FILES,
+    ref: str | None = "main",
+    **entry_kw: object,
+) -> CachedRepo:
+    return CachedRepo(
+        repo=repo,
+        refs={ref: commit} if ref else {},
+        snapshots={commit: {f.path: entry(f, **entry_kw) for f in files}},
+    )  # type: ignore[arg-type]
 
 
-def verified(repo: str = "org/m", files: tuple[RemoteFile, ...] = FILES, ok: bool = True,
-             inode: int = 7) -> dict[tuple[str, str], Verification]:
-    return {(repo, f.etag): Verification(f.etag, f.size, 100, inode, f.etag if ok else "0" * 64,
-                                         ok, NOW) for f in files}
+def verified(
+    repo: str = "org/m", files: tuple[RemoteFile, ...] = FILES, ok: bool = True, inode: int = 7
+) -> dict[tuple[str, str], Verification]:
+    return {
+        (repo, f.etag): Verification(
+            f.etag, f.size, 100, inode, f.etag if ok else "0" * 64, ok, NOW
+        )
+        for f in files
+    }
 
 
-def observation(cache: dict[str, CachedRepo] | None = None,
-                remote_by_model: dict[str, RemoteRevision | RemoteProblem] | None = None,
-                verifications: dict[tuple[str, str], Verification] | None = None) -> Observation:
-    return Observation(cache=cache or {}, remote=remote_by_model or {"m": remote()},
-                       verifications=verifications or {}, disk=None)
+def observation(
+    cache: dict[str, CachedRepo] | None = None,
+    remote_by_model: dict[str, RemoteRevision | RemoteProblem] | None = None,
+    verifications: dict[tuple[str, str], Verification] | None = None,
+) -> Observation:
+    return Observation(
+        cache=cache or {},
+        remote=remote_by_model or {"m": remote()},
+        verifications=verifications or {},
+        disk=None,
+    )
 
 
 def kinds(p: object) -> list[tuple[str, str, tuple[str, ...], str]]:
-    return [(a.kind.value, a.model, tuple(f.path for f in a.files), a.reason.value)
-            for a in p.actions]  # type: ignore[attr-defined]
+    return [
+        (a.kind.value, a.model, tuple(f.path for f in a.files), a.reason.value) for a in p.actions
+    ]  # type: ignore[attr-defined]
 
 
 ALL = ("README.md", "config.json", "model.safetensors")
 
 CASES = [
     pytest.param(model(), observation(), [("download", "m", ALL, "Missing")], id="empty-cache"),
-    pytest.param(model(), observation({"org/m": cached()}, verifications=verified()), [],
-                 id="in-sync"),
-    pytest.param(model(), observation({"org/m": cached()}), [("verify", "m", ALL, "Unverified")],
-                 id="adopt-unverified"),
-    pytest.param(model(), observation({"org/m": cached(files=(CONFIG, WEIGHTS))},
-                                      verifications=verified()),
-                 [("download", "m", ("README.md",), "Incomplete")], id="one-file-missing"),
-    pytest.param(model(), observation({"org/m": cached()},
-                                      verifications={**verified(),
-                                                     **verified(files=(WEIGHTS,), ok=False)}),
-                 [("repair", "m", ("model.safetensors",), "Corrupted")], id="checksum-bad"),
-    pytest.param(model(), observation({"org/m": cached(size=3)}, verifications=verified()),
-                 [("repair", "m", ALL, "Corrupted")], id="size-mismatch"),
-    pytest.param(model(), observation({"org/m": cached()}, verifications=verified(inode=8)),
-                 [("verify", "m", ALL, "Unverified")], id="record-no-longer-describes-file"),
-    pytest.param(model(include=("*.json", "*.safetensors")), observation(),
-                 [("download", "m", ("config.json", "model.safetensors"), "Missing")],
-                 id="include"),
-    pytest.param(model(exclude=("*.md",)), observation(),
-                 [("download", "m", ("config.json", "model.safetensors"), "Missing")],
-                 id="exclude"),
+    pytest.param(
+        model(), observation({"org/m": cached()}, verifications=verified()), [], id="in-sync"
+    ),
+    pytest.param(
+        model(),
+        observation({"org/m": cached()}),
+        [("verify", "m", ALL, "Unverified")],
+        id="adopt-unverified",
+    ),
+    pytest.param(
+        model(),
+        observation({"org/m": cached(files=(CONFIG, WEIGHTS))}, verifications=verified()),
+        [("download", "m", ("README.md",), "Incomplete")],
+        id="one-file-missing",
+    ),
+    pytest.param(
+        model(),
+        observation(
+            {"org/m": cached()},
+            verifications={**verified(), **verified(files=(WEIGHTS,), ok=False)},
+        ),
+        [("repair", "m", ("model.safetensors",), "Corrupted")],
+        id="checksum-bad",
+    ),
+    pytest.param(
+        model(),
+        observation({"org/m": cached(size=3)}, verifications=verified()),
+        [("repair", "m", ALL, "Corrupted")],
+        id="size-mismatch",
+    ),
+    pytest.param(
+        model(),
+        observation({"org/m": cached()}, verifications=verified(inode=8)),
+        [("verify", "m", ALL, "Unverified")],
+        id="record-no-longer-describes-file",
+    ),
+    pytest.param(
+        model(include=("*.json", "*.safetensors")),
+        observation(),
+        [("download", "m", ("config.json", "model.safetensors"), "Missing")],
+        id="include",
+    ),
+    pytest.param(
+        model(exclude=("*.md",)),
+        observation(),
+        [("download", "m", ("config.json", "model.safetensors"), "Missing")],
+        id="exclude",
+    ),
     pytest.param(model(suspend=True), observation(), [], id="suspended"),
     pytest.param(model(policy=Policy.ON_DEMAND), observation(), [], id="on-demand-unrequested"),
-    pytest.param(model(policy=Policy.ON_DEMAND),
-                 observation({"org/m": cached(files=(CONFIG,))}, verifications=verified()),
-                 [("download", "m", ("README.md", "model.safetensors"), "Incomplete")],
-                 id="on-demand-partially-present-is-finished"),
-    pytest.param(model(), observation({"org/m": cached(ref=None)}, verifications=verified()),
-                 [("update", "m", (), "RevisionChanged")], id="ref-missing-points-it"),
-    pytest.param(model(revision=C1), observation({"org/m": cached(ref=None)},
-                                                 verifications=verified()),
-                 [], id="commit-revision-needs-no-ref"),
+    pytest.param(
+        model(policy=Policy.ON_DEMAND),
+        observation({"org/m": cached(files=(CONFIG,))}, verifications=verified()),
+        [("download", "m", ("README.md", "model.safetensors"), "Incomplete")],
+        id="on-demand-partially-present-is-finished",
+    ),
+    pytest.param(
+        model(),
+        observation({"org/m": cached(ref=None)}, verifications=verified()),
+        [("update", "m", (), "RevisionChanged")],
+        id="ref-missing-points-it",
+    ),
+    pytest.param(
+        model(revision=C1),
+        observation({"org/m": cached(ref=None)}, verifications=verified()),
+        [],
+        id="commit-revision-needs-no-ref",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("the_model", "observed", "expected"), CASES)
-def test_plan_table(the_model: DesiredModel, observed: Observation,
-                    expected: list[tuple[str, str, tuple[str, ...], str]]) -> None:
+def test_plan_table(
+    the_model: DesiredModel,
+    observed: Observation,
+    expected: list[tuple[str, str, tuple[str, ...], str]],
+) -> None:
     assert kinds(plan(desired(the_model), observed, NOW)) == expected
 
 
@@ -131,20 +197,21 @@ NEW_WEIGHTS = RemoteFile("model.safetensors", 2000, "e" * 40, sha256="f" * 64)
 MOVED = (CONFIG, README, NEW_WEIGHTS)
 
 
-@pytest.mark.parametrize(("updates", "expected"), [
-    (UpdatePolicy.AUTO, [("update", "m", ALL, "UpstreamMoved")]),
-    (UpdatePolicy.NOTIFY, []),
-    (UpdatePolicy.OFF, []),
-])
+@pytest.mark.parametrize(
+    ("updates", "expected"),
+    [
+        (UpdatePolicy.AUTO, [("update", "m", ALL, "UpstreamMoved")]),
+        (UpdatePolicy.NOTIFY, []),
+        (UpdatePolicy.OFF, []),
+    ],
+)
 def test_branch_moved(updates: UpdatePolicy, expected: list[object]) -> None:
-    observed = observation({"org/m": cached()}, {"m": remote(commit=C2, files=MOVED)},
-                           verified())
+    observed = observation({"org/m": cached()}, {"m": remote(commit=C2, files=MOVED)}, verified())
     assert kinds(plan(desired(model(updates=updates)), observed, NOW)) == expected
 
 
 def test_update_transfers_only_changed_blobs() -> None:
-    observed = observation({"org/m": cached()}, {"m": remote(commit=C2, files=MOVED)},
-                           verified())
+    observed = observation({"org/m": cached()}, {"m": remote(commit=C2, files=MOVED)}, verified())
     (action,) = plan(desired(model(updates=UpdatePolicy.AUTO)), observed, NOW).actions
     assert action.bytes == NEW_WEIGHTS.size
     assert "1 changed files" in action.message and "2 unchanged files linked" in action.message
@@ -186,38 +253,49 @@ def test_order_repair_then_verify_then_downloads_by_priority_then_name() -> None
     observed = Observation(
         cache={"org/d": cached("org/d"), "org/e": cached("org/e")},
         remote={m.name: remote(m.repo) for m in models},
-        verifications={**verified("org/d", ok=False)}, disk=None)
+        verifications={**verified("org/d", ok=False)},
+        disk=None,
+    )
     p = plan(desired(*models), observed, NOW)
     assert [(a.kind.value, a.model) for a in p.actions] == [
-        ("repair", "broken"), ("verify", "adopted"),
-        ("download", "crit"), ("download", "low-a"), ("download", "low-b")]
+        ("repair", "broken"),
+        ("verify", "adopted"),
+        ("download", "crit"),
+        ("download", "low-a"),
+        ("download", "low-b"),
+    ]
 
 
 def test_usage_orders_equal_priorities_and_never_lowers_declared() -> None:
     models = (model("a", "org/a"), model("b", "org/b"), model("c", "org/c", priority=Priority.HIGH))
-    observed = Observation(cache={}, remote={m.name: remote(m.repo) for m in models},
-                           verifications={}, disk=None)
+    observed = Observation(
+        cache={}, remote={m.name: remote(m.repo) for m in models}, verifications={}, disk=None
+    )
     p = plan(desired(*models), observed, NOW, usage={"b": 0.5, "a": 0.05})
     assert [a.model for a in p.actions] == ["c", "b", "a"]
 
 
-@pytest.mark.parametrize(("declared", "uses", "expected"), [
-    (Priority.AUTO, 0.0, Priority.LOW),
-    (Priority.AUTO, 0.1, Priority.LOW),
-    (Priority.AUTO, 0.11, Priority.MEDIUM),
-    (Priority.AUTO, 1.0, Priority.MEDIUM),
-    (Priority.AUTO, 1.5, Priority.HIGH),
-    (Priority.LOW, 2.0, Priority.HIGH),
-    (Priority.CRITICAL, 0.0, Priority.CRITICAL),
-    (Priority.HIGH, 0.5, Priority.HIGH),
-    (Priority.MEDIUM, 5.0, Priority.HIGH),
-])
+@pytest.mark.parametrize(
+    ("declared", "uses", "expected"),
+    [
+        (Priority.AUTO, 0.0, Priority.LOW),
+        (Priority.AUTO, 0.1, Priority.LOW),
+        (Priority.AUTO, 0.11, Priority.MEDIUM),
+        (Priority.AUTO, 1.0, Priority.MEDIUM),
+        (Priority.AUTO, 1.5, Priority.HIGH),
+        (Priority.LOW, 2.0, Priority.HIGH),
+        (Priority.CRITICAL, 0.0, Priority.CRITICAL),
+        (Priority.HIGH, 0.5, Priority.HIGH),
+        (Priority.MEDIUM, 5.0, Priority.HIGH),
+    ],
+)
 def test_effective_priority(declared: Priority, uses: float, expected: Priority) -> None:
     assert effective_priority(model(priority=declared), uses) is expected
 
 
 def test_same_inputs_same_plan() -> None:
     d = desired(model("x", "org/x"), model("y", "org/y"))
-    o = Observation(cache={}, remote={"x": remote("org/x"), "y": remote("org/y")},
-                    verifications={}, disk=None)
+    o = Observation(
+        cache={}, remote={"x": remote("org/x"), "y": remote("org/y")}, verifications={}, disk=None
+    )
     assert plan(d, o, NOW) == plan(d, replace(o), NOW)

@@ -61,7 +61,10 @@ def test_etags_follow_the_hub_convention(tmp_path: Path) -> None:
 
 def test_custom_lfs_rule(tmp_path: Path) -> None:
     commit = seed.publish(
-        tmp_path, REPO, {"a.bin": b"binary", "b.txt": b"text"}, lfs=lambda path, size: path == "b.txt"
+        tmp_path,
+        REPO,
+        {"a.bin": b"binary", "b.txt": b"text"},
+        lfs=lambda path, size: path == "b.txt",
     )
     snapshot = _folder(tmp_path) / "snapshots" / commit
     assert Path(os.readlink(snapshot / "a.bin")).name == seed.git_blob_sha1(b"binary")
@@ -136,7 +139,9 @@ def test_huggingface_hub_reads_the_seeded_cache(tmp_path: Path) -> None:
     assert revision.refs == frozenset({"main", "v1.0"})
     assert revision.nb_files == len(_files())
 
-    cached = hf_hub_download(REPO, "tokenizer/sub/vocab.txt", cache_dir=tmp_path, local_files_only=True)
+    cached = hf_hub_download(
+        REPO, "tokenizer/sub/vocab.txt", cache_dir=tmp_path, local_files_only=True
+    )
     assert Path(cached).read_bytes() == b"a\nb\n"
     by_tag = try_to_load_from_cache(REPO, "config.json", cache_dir=tmp_path, revision="v1.0")
     assert isinstance(by_tag, str) and Path(by_tag).read_bytes() == _files()["config.json"]
@@ -180,9 +185,7 @@ def test_ref_helpers_refuse_mistakes(tmp_path: Path) -> None:
         seed.delete_branch(tmp_path, REPO, "nope")
 
 
-@pytest.mark.parametrize(
-    "path", ["../escape", "/abs", "a//b", "a/./b", "a\\b", "", "dir/"]
-)
+@pytest.mark.parametrize("path", ["../escape", "/abs", "a//b", "a/./b", "a\\b", "", "dir/"])
 def test_unsafe_paths_are_rejected(tmp_path: Path, path: str) -> None:
     with pytest.raises(ValueError):
         seed.publish(tmp_path, REPO, {path: b"x"})
