@@ -132,7 +132,10 @@ def _status_table(report: StatusReport) -> str:
         rev = f"{m.revision}@{m.commit[:12]}" if m.commit else m.revision
         rows.append((m.name, m.phase.value, human_bytes(m.size_on_disk), score, rev, m.message))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in rows
+    ]
     s = report.summary
     phases = ", ".join(f"{n} {p}" for p, n in s.phases.items())
     lines.append("")
