@@ -4,6 +4,7 @@
     reconcile --apply [-f PATH] [--json]
     reconcile validate [-f PATH]
     reconcile status   [-f PATH] [--json]
+    reconcile verify   [-f PATH] [MODEL...] [--full] [--json]
     reconcile schema
     reconcile serve DIR [--host H] [--port P]
 
@@ -63,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     _manifest_arg(st)
     _output_args(st)
     st.add_argument("--status-file", help="read this status file instead of the manifest's")
+    ver = sub.add_parser("verify", help="re-check files on disk against their checksums")
+    _manifest_arg(ver)
+    _output_args(ver)
+    ver.add_argument("models", nargs="*", metavar="MODEL", help="only these models")
+    ver.add_argument(
+        "--full",
+        action="store_true",
+        help="hash every file, even those unchanged since their last verification",
+    )
     sub.add_parser("schema", help="print the manifest's JSON Schema")
     serve = sub.add_parser(
         "serve", help="serve a cache directory over the Hugging Face hub protocol"
@@ -110,6 +120,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.serve(args.directory, args.host, args.port)
     if args.command == "validate":
         return commands.validate(args.path)
+    if args.command == "verify":
+        return commands.verify(args.path, args.models, full=args.full, as_json=args.json)
     if args.command == "status":
         return commands.show_status(args.path, args.status_file, as_json=args.json)
     if args.plan:

@@ -93,6 +93,68 @@ def apply(path: str, *, as_json: bool, offline: bool) -> int:
     return EXIT_OK if result.ok else EXIT_ERROR
 
 
+def verify(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
+    loaded = _load(path)
+    if loaded is None:
+        return EXIT_ERROR
+    desired = loaded[1]
+    unknown = sorted(set(models) - {m.name for m in desired.models})
+    if unknown:
+        print(
+            f"unknown model(s): {', '.join(unknown)}; declared: "
+            f"{', '.join(m.name for m in desired.models)}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    from controller import verify as verification
+    from controller.loop import utcnow
+    from controller.observe import observe
+    from controller.plan import assess_all
+    from controller.state import StateStore
+
+    with StateStore.open(Path(desired.state_dir)) as store:
+        # Verification needs no hub: the cache's own snapshot and the hub's last answer
+        # say what each file should hash to.
+        observed = observe(desired, now=utcnow(), offline=True, store=store)
+        chosen = [a for a in assess_all(desired, observed) if not models or a.model.name in models]
+        checks = verification.verify(
+            chosen,
+            cache_dir=Path(desired.cache_dir),
+            store=store,
+            clock=utcnow,
+            full=full,
+            progress=verification.terminal_progress,
+        )
+        after = observe(desired, now=utcnow(), offline=True, store=store)
+        report = status.derive(
+            assess_all(desired, after), generation=desired.generation, now=utcnow()
+        )
+        status.write(desired.status_file, report)
+    bad = [c for c in checks if not c.ok]
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "checked": len(checks),
+                    "hashed": sum(c.hashed for c in checks),
+                    "damaged": [c.__dict__ for c in bad],
+                },
+                indent=2,
+            )
+        )
+    else:
+        hashed = sum(c.hashed for c in checks)
+        print(
+            f"{len(checks)} files checked ({hashed} hashed, {len(checks) - hashed} unchanged "
+            f"since their last verification); {len(bad)} damaged."
+        )
+        for c in bad:
+            print(f"  {c.model}: {c.path}: {c.detail}")
+        if bad:
+            print("Run `reconcile --apply` to repair them.")
+    return EXIT_ERROR if bad else EXIT_OK
+
+
 def show_status(path: str, status_file: str | None, *, as_json: bool) -> int:
     if status_file is None:
         loaded = _load(path)

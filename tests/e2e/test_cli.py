@@ -216,3 +216,30 @@ def test_hub_down_after_apply_plans_from_memory(work: Workdir, hub: LocalHub) ->
     run = work.reconcile("--plan", "--detailed-exitcode")
     assert run.code == 0, run.out + run.err
     assert "hub unreachable" in run.out
+
+
+def test_verify_trusts_unchanged_files_and_finds_damage(work: Workdir, hub: LocalHub) -> None:
+    assert work.reconcile("--apply").code == 0
+    quick = work.reconcile("verify", "--json").json()
+    assert (quick["checked"], quick["hashed"], quick["damaged"]) == (4, 0, [])
+    full = work.reconcile("verify", "--full", "--json").json()
+    assert (full["checked"], full["hashed"]) == (4, 4)
+
+    blob = blob_of(work.cache, "org/tiny", "text_encoder/model.safetensors")
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0x80
+    blob.write_bytes(bytes(data))
+    run = work.reconcile("verify")
+    assert run.code == 1 and "text_encoder/model.safetensors" in run.out
+    status = work.model_status("tiny")
+    assert status["phase"] == "CORRUPTED"
+    assert status["corrupt_files"] == ["text_encoder/model.safetensors"]
+
+    plan = work.reconcile("--plan", "--json").json()
+    assert [(a["kind"], [f["path"] for f in a["files"]]) for a in plan["actions"]] == [
+        ("repair", ["text_encoder/model.safetensors"])
+    ]
+    assert work.reconcile("--apply").code == 0
+    assert blob_of(work.cache, "org/tiny", "text_encoder/model.safetensors").read_bytes() == SHARD
+    assert work.model_status("tiny")["phase"] == "AVAILABLE"
+    assert list((work.cache / "models--org--tiny" / ".quarantine").iterdir())

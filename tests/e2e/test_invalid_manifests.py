@@ -13,41 +13,81 @@ HEADER = "apiVersion: modelsync/v1\nkind: ModelSet\nmetadata: {name: bad}\n"
 
 
 def spec(tmp: Path, models: str, extra: str = "") -> str:
-    return (f"{HEADER}spec:\n  cache: {tmp}/cache\n  state: {tmp}/state\n{extra}"
-            f"  models:\n{models}")
+    return f"{HEADER}spec:\n  cache: {tmp}/cache\n  state: {tmp}/state\n{extra}  models:\n{models}"
 
 
 GOOD_MODEL = "    - {name: m, repo: org/m}\n"
 
 CASES = [
     ("yaml-syntax", lambda t: spec(t, "    - {name: m, repo: org/m\n"), ":9:", "(document)"),
-    ("unknown-key", lambda t: spec(t, "    - name: m\n      repo: org/m\n      revison: main\n"),
-     ":10: spec.models[0].revison:", "did you mean 'revision'"),
-    ("wrong-type", lambda t: spec(t, "    - name: m\n      repo: org/m\n      include: '*.json'\n"),
-     ":10: spec.models[0].include:", "list"),
-    ("bad-enum", lambda t: spec(t, "    - name: m\n      repo: org/m\n      priority: urgent\n"),
-     ":10: spec.models[0].priority:", "critical"),
-    ("bad-repo", lambda t: spec(t, "    - name: m\n      repo: ../../etc\n"),
-     ":9: spec.models[0].repo:", ""),
-    ("bad-name", lambda t: spec(t, "    - name: 'has space'\n      repo: org/m\n"),
-     ":8: spec.models[0].name:", ""),
-    ("duplicate-name", lambda t: spec(t, GOOD_MODEL + GOOD_MODEL), ":9: spec.models[1].name:",
-     "duplicate"),
-    ("api-version", lambda t: spec(t, GOOD_MODEL).replace("modelsync/v1", "modelsync/v9"),
-     ":1: apiVersion:", "modelsync/v1"),
-    ("kind", lambda t: spec(t, GOOD_MODEL).replace("kind: ModelSet", "kind: Deployment"),
-     ":2: kind:", "ModelSet"),
-    ("token", lambda t: spec(t, GOOD_MODEL, "  token: hf_abcdefghijklmnop\n"), ":7: spec.token:",
-     "tokens do not belong in manifests"),
+    (
+        "unknown-key",
+        lambda t: spec(t, "    - name: m\n      repo: org/m\n      revison: main\n"),
+        ":10: spec.models[0].revison:",
+        "did you mean 'revision'",
+    ),
+    (
+        "wrong-type",
+        lambda t: spec(t, "    - name: m\n      repo: org/m\n      include: '*.json'\n"),
+        ":10: spec.models[0].include:",
+        "list",
+    ),
+    (
+        "bad-enum",
+        lambda t: spec(t, "    - name: m\n      repo: org/m\n      priority: urgent\n"),
+        ":10: spec.models[0].priority:",
+        "critical",
+    ),
+    (
+        "bad-repo",
+        lambda t: spec(t, "    - name: m\n      repo: ../../etc\n"),
+        ":9: spec.models[0].repo:",
+        "",
+    ),
+    (
+        "bad-name",
+        lambda t: spec(t, "    - name: 'has space'\n      repo: org/m\n"),
+        ":8: spec.models[0].name:",
+        "",
+    ),
+    (
+        "duplicate-name",
+        lambda t: spec(t, GOOD_MODEL + GOOD_MODEL),
+        ":9: spec.models[1].name:",
+        "duplicate",
+    ),
+    (
+        "api-version",
+        lambda t: spec(t, GOOD_MODEL).replace("modelsync/v1", "modelsync/v9"),
+        ":1: apiVersion:",
+        "modelsync/v1",
+    ),
+    (
+        "kind",
+        lambda t: spec(t, GOOD_MODEL).replace("kind: ModelSet", "kind: Deployment"),
+        ":2: kind:",
+        "ModelSet",
+    ),
+    (
+        "token",
+        lambda t: spec(t, GOOD_MODEL, "  token: hf_abcdefghijklmnop\n"),
+        ":7: spec.token:",
+        "tokens do not belong in manifests",
+    ),
     ("missing-repo", lambda t: spec(t, "    - {name: m}\n"), ":8: spec.models[0]", "repo"),
-    ("bad-revision", lambda t: spec(t, "    - {name: m, repo: org/m, revision: ../main}\n"),
-     ":8: spec.models[0].revision:", ""),
+    (
+        "bad-revision",
+        lambda t: spec(t, "    - {name: m, repo: org/m, revision: ../main}\n"),
+        ":8: spec.models[0].revision:",
+        "",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "text", "where", "says"), CASES, ids=[c[0] for c in CASES])
 def test_invalid_manifest_is_reported_and_changes_nothing(
-        tmp_path: Path, case: str, text: object, where: str, says: str) -> None:
+    tmp_path: Path, case: str, text: object, where: str, says: str
+) -> None:
     manifest = tmp_path / "m.yaml"
     manifest.write_text(text(tmp_path))  # type: ignore[operator]
     for args in (("--plan", "--detailed-exitcode"), ("--apply",), ("validate",)):
@@ -62,8 +102,9 @@ def test_invalid_manifest_is_reported_and_changes_nothing(
 def test_all_problems_in_all_files_at_once(tmp_path: Path) -> None:
     w = Workdir(tmp_path, "http://127.0.0.1:9")
     w.write_manifest([{"name": "a", "repo": "org/a", "priorty": "high"}], name="one.yaml")
-    w.write_manifest([{"name": "a", "repo": "org/a"}, {"name": "b", "repo": "bad repo"}],
-                     name="two.yaml")
+    w.write_manifest(
+        [{"name": "a", "repo": "org/a"}, {"name": "b", "repo": "bad repo"}], name="two.yaml"
+    )
     run = w.reconcile("--plan")
     assert run.code == 1
     lines = [line for line in run.err.splitlines() if ".yaml:" in line]

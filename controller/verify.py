@@ -1,0 +1,119 @@
+"""``reconcile verify``: re-check what is on disk, without downloading or moving anything.
+
+Files whose size, mtime and inode still match their last verification are trusted without
+being read, unless ``full`` asks for every byte to be hashed again.  Damage found here is
+recorded (the model becomes CORRUPTED in the status); the next ``--apply`` repairs it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from controller import cachefs
+from controller.assess import Assessment
+from controller.domain import FileWork, Verification
+from controller.hashing import check_blob
+from controller.state import StateStore
+
+
+@dataclass(frozen=True)
+class Check:
+    model: str
+    path: str
+    ok: bool
+    hashed: bool  # False when an unchanged verification was trusted
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class _Job:
+    assessment: Assessment
+    file: FileWork
+
+
+def verify(
+    assessments: Iterable[Assessment],
+    *,
+    cache_dir: Path,
+    store: StateStore,
+    clock: Callable[[], datetime],
+    full: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Check]:
+    jobs = [
+        _Job(a, f)
+        for a in assessments
+        if a.commit is not None
+        for f in a.files
+        if f not in a.missing
+    ]
+    total = sum(j.file.size for j in jobs)
+    done = 0
+    checks: list[Check] = []
+    # hashlib releases the GIL on large buffers, so one thread per core hashes in parallel.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        futures = [pool.submit(_check, j, cache_dir, store, clock, full) for j in jobs]
+        for future in as_completed(futures):
+            check, size = future.result()
+            checks.append(check)
+            done += size
+            if progress:
+                progress(done, total)
+    return sorted(checks, key=lambda c: (c.model, c.path))
+
+
+def _check(
+    job: _Job, cache_dir: Path, store: StateStore, clock: Callable[[], datetime], full: bool
+) -> tuple[Check, int]:
+    a, f = job.assessment, job.file
+    assert a.commit is not None
+    name = a.model.name
+    snapshot = cachefs.snapshot_path(cache_dir, a.model.repo, a.commit, f.path)
+    try:
+        st = snapshot.stat()
+    except OSError as e:
+        return Check(name, f.path, ok=False, hashed=False, detail=f"cannot read: {e.strerror}"), 0
+    if not full and f in a.good:
+        return Check(name, f.path, ok=True, hashed=False), f.size
+    ok, digest = (False, "") if st.st_size != f.size else check_blob(snapshot, f.etag)
+    store.record_verification(
+        a.model.repo,
+        Verification(
+            blob=f.etag,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            inode=st.st_ino,
+            digest=digest,
+            ok=ok,
+            checked_at=clock(),
+        ),
+    )
+    detail = (
+        ""
+        if ok
+        else (
+            f"{st.st_size} bytes, expected {f.size}"
+            if not digest
+            else f"content hashes to {digest[:16]}…, expected {f.etag[:16]}…"
+        )
+    )
+    return Check(name, f.path, ok=ok, hashed=True, detail=detail), f.size
+
+
+def terminal_progress(done: int, total: int) -> None:
+    """A one-line progress bar on a terminal; nothing when stderr is not one."""
+    if not sys.stderr.isatty() or total == 0:
+        return
+    width = 30
+    filled = int(width * done / total)
+    end = "\n" if done >= total else ""
+    sys.stderr.write(
+        f"\rverifying [{'#' * filled}{'.' * (width - filled)}] {100 * done / total:5.1f}%{end}"
+    )
+    sys.stderr.flush()
