@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from cli import Workdir, reconcile
 
 HEADER = "apiVersion: modelsync/v1\nkind: ModelSet\nmetadata: {name: bad}\n"
