@@ -20,6 +20,7 @@ from controller.domain import (
     Plan,
     Priority,
 )
+from controller.units import human_bytes
 from reconcilers import download, integrity
 
 # Work order across models.  Repairs come first: a damaged model is one an application
@@ -53,6 +54,7 @@ def plan(
     models = {m.name: m for m in desired.models}
     ordered = sorted(proposals, key=lambda a: _order_key(a, models[a.model], usage))
     errors, warnings = _problems(assessments)
+    errors.extend(_fit(ordered, observed))
     return Plan(
         actions=tuple(ordered),
         generation=desired.generation,
@@ -111,3 +113,21 @@ def _problems(assessments: tuple[Assessment, ...]) -> tuple[list[str], list[str]
                 f"{list(a.model.exclude)}"
             )
     return errors, warnings
+
+
+def _fit(actions: list[Action], observed: Observation) -> list[str]:
+    """Refuse a plan whose transfers cannot fit the cache's filesystem.
+
+    Failing up front is kinder than filling the disk halfway through a 60 GB model and
+    leaving the other models on that disk short of space.
+    """
+    if observed.disk is None:
+        return []
+    needed = sum(a.bytes for a in actions if a.kind is not ActionKind.VERIFY)
+    if needed <= observed.disk.free:
+        return []
+    return [
+        f"the plan transfers {human_bytes(needed)} but only {human_bytes(observed.disk.free)} "
+        f"is free on the cache's filesystem; free {human_bytes(needed - observed.disk.free)} "
+        "or narrow the models' include patterns"
+    ]

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
@@ -266,25 +267,26 @@ def _store_blob(blobs: Path, path: str, source: bytes | Path, rule: LfsRule) -> 
         if not (blobs / etag).exists():
             _write_atomically(blobs / etag, _writer(source))
         return etag
-    size = source.stat().st_size
-    is_lfs = rule(path, size)
-    etag = hash_file(source, is_lfs, size)
+    before = source.stat()
+    is_lfs = rule(path, before.st_size)
+    etag = hash_file(source, is_lfs, before.st_size)
+    _check_unchanged(source, before)
     if not (blobs / etag).exists():
-        _write_atomically(blobs / etag, lambda out: _copy_verified(source, out, is_lfs, etag))
+        _write_atomically(blobs / etag, lambda out: _copy_unchanged(source, out, before))
     return etag
 
 
-def _copy_verified(source: Path, out: _Writable, is_lfs: bool, etag: str) -> None:
-    """Copy in chunks, re-hashing, so a file edited after hashing cannot land under a wrong name."""
-    size = source.stat().st_size
-    hasher = _new_hasher(is_lfs, size)
-    seen = 0
-    for chunk in _iter_chunks(source):
-        hasher.update(chunk)
-        out.write(chunk)
-        seen += len(chunk)
-    _check_size(source, size, seen)
-    if hasher.hexdigest() != etag:
+def _copy_unchanged(source: Path, out: _Writable, before: os.stat_result) -> None:
+    with source.open("rb") as stream:
+        shutil.copyfileobj(stream, out, CHUNK_SIZE)
+    _check_unchanged(source, before)  # raising here discards the temp copy
+
+
+def _check_unchanged(source: Path, before: os.stat_result) -> None:
+    """Hashing and copying are separate passes: a file edited in between must not land
+    under a name that no longer matches its content. Cheaper than hashing twice."""
+    after = source.stat()
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
         raise RuntimeError(f"{source} changed while being published")
 
 

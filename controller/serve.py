@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -48,6 +49,8 @@ SETTLE_TIMEOUT = 5.0  # longest HubServer.requests waits for in-flight requests 
 
 # Temporary names that controller.seed uses while writing; never content.
 _SEED_TEMP_RE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+# huggingface_hub rewrites refs/<name> through refs/<name>.<uuid8>.tmp.
+_CLIENT_TEMP_REF_RE = re.compile(r".+\.[0-9a-f]{8}\.tmp")
 _HOST_RE = re.compile(r"[A-Za-z0-9.\-:\[\]]+")
 _EMPTY_REGISTRY: dict[str, object] = {"standardEnvVars": [], "harnesses": {}}
 
@@ -148,11 +151,15 @@ class RepoView:
         commit = self.resolve(revision)
         snapshot = self._snapshot(commit)
         files = {}
-        for rel, path in _walk(snapshot):
-            entry = self._entry(rel, path)
-            if entry is not None:
-                files[rel] = entry
-        return Revision(self.repo_id, commit, files, snapshot.stat().st_mtime)
+        try:
+            for rel, path in _walk(snapshot):
+                entry = self._entry(rel, path)
+                if entry is not None:
+                    files[rel] = entry
+            modified = snapshot.stat().st_mtime
+        except FileNotFoundError:  # the revision was deleted from the cache meanwhile
+            raise HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}") from None
+        return Revision(self.repo_id, commit, files, modified)
 
     def file(self, commit: str, path: str) -> FileEntry | None:
         """Look up one file without scanning the whole snapshot (HEADs come in storms)."""
@@ -169,6 +176,8 @@ class RepoView:
         refs_dir = self.folder / "refs"
         found = []
         for name, _ in _walk(refs_dir) if refs_dir.is_dir() else ():
+            if _CLIENT_TEMP_REF_RE.fullmatch(name):
+                continue  # huggingface_hub mid-way through rewriting a ref
             commit = self._read_ref(name)
             if commit is not None:
                 found.append((name, commit))
@@ -211,6 +220,7 @@ class RepoView:
             return None
         stat = real.stat()
         if etag is None:
+            # A copy carries no etag; guess LFS-ness the way the Hub's defaults would.
             lfs = seed.default_lfs_rule(rel, stat.st_size)
             etag = _hash_copy(str(real), stat.st_size, stat.st_mtime_ns, stat.st_ino, lfs)
         return FileEntry(rel, real, etag, stat.st_size)
@@ -221,7 +231,10 @@ class RepoView:
         Judging by the name, not the content, is what the client does too, and it keeps
         a HEAD on a 50 GB file cheap. ``.incomplete`` files never match the pattern.
         """
-        hop = Path(os.path.normpath(link.parent / os.readlink(link)))
+        try:
+            hop = Path(os.path.normpath(link.parent / os.readlink(link)))
+        except OSError:  # removed since it was listed
+            return None
         if hop.parent != Path(os.path.normpath(self.folder / "blobs")):
             return None
         name = hop.name
@@ -295,11 +308,12 @@ def _git_order(members: Mapping[str, str | None]) -> list[str]:
 
 def _git_tree_id(directory: str, members: Mapping[str, str | None], ids: Mapping[str, str]) -> str:
     """The real git tree id, so a folder's ``oid`` means what it means on the Hub."""
-    body = b""
+    records = []
     for name in _git_order(members):
         blob = members[name]
         mode, oid = (b"40000", ids[_join(directory, name)]) if blob is None else (b"100644", blob)
-        body += mode + b" " + name.encode() + b"\0" + bytes.fromhex(oid)
+        records.append(mode + b" " + name.encode() + b"\0" + bytes.fromhex(oid))
+    body = b"".join(records)
     return hashlib.sha1(b"tree %d\0" % len(body) + body).hexdigest()
 
 
@@ -314,7 +328,6 @@ def _iso(timestamp: float) -> str:
 
 def model_info_json(rev: Revision, blobs: bool) -> JsonObject:
     info: JsonObject = {
-        "_id": rev.commit[:24],
         "id": rev.repo_id,
         "modelId": rev.repo_id,
         "sha": rev.commit,
@@ -683,6 +696,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._serve("PATCH")
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (malformed request, unknown method) in the Hub's format."""
+        self.close_connection = True
+        phrase = HTTPStatus(code).phrase
+        error = HubError(code, re.sub(r"[^A-Za-z]", "", phrase), message or phrase)
+        self._send_error("HEAD" if self.command == "HEAD" else "GET", error, NO_FAULTS)
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Replaced by one line per request in ``_finish``, with the bytes actually sent."""
 
@@ -853,7 +873,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _require(self, method: str, *allowed: str) -> None:
         if method not in allowed:
-            self.close_connection = True
             headers = [("Allow", ", ".join(allowed))]
             raise HubError(405, "MethodNotAllowed", "this hub is read-only", headers=headers)
 
@@ -957,6 +976,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
+        if self.close_connection:  # tell the client not to reuse this connection
+            self.send_header("Connection", "close")
         self.end_headers()
         self._status = status
 

@@ -20,9 +20,9 @@ import pytest
 _HF_HOME = tempfile.mkdtemp(prefix="modelsync-test-hf-home-")
 atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 
-os.environ["HF_ENDPOINT"] = (
-    "http://127.0.0.1:9"  # discard port: refused at once, never huggingface.co
-)
+# The discard port: nothing listens, so a stray call is refused at once, never sent to
+# huggingface.co (the agent-registry lookup uses HF_ENDPOINT even when endpoint= is passed).
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ["HF_HOME"] = _HF_HOME
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"

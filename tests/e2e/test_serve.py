@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,6 +20,7 @@ import pytest
 from hub import LocalHub
 from huggingface_hub import (
     HfApi,
+    RepoFile,
     hf_hub_download,
     scan_cache_dir,
     snapshot_download,
@@ -62,9 +63,8 @@ def _git_blob_id(data: bytes) -> str:
 
 
 def _lfs_pointer(data: bytes) -> bytes:
-    return (
-        f"version https://git-lfs.github.com/spec/v1\noid sha256:{_sha256(data)}\nsize {len(data)}\n"
-    ).encode()
+    spec = "version https://git-lfs.github.com/spec/v1\n"
+    return f"{spec}oid sha256:{_sha256(data)}\nsize {len(data)}\n".encode()
 
 
 class Raw:
@@ -86,9 +86,9 @@ class Raw:
 
 
 @pytest.fixture
-def raw(hub: LocalHub) -> Raw:
+def raw(hub: LocalHub) -> Iterator[Raw]:
     client = Raw(hub.url)
-    yield client  # type: ignore[misc]
+    yield client
     client.close()
 
 
@@ -198,7 +198,7 @@ def test_unsatisfiable_and_ignored_ranges(hub: LocalHub, raw: Raw, published: st
 def test_safetensors_header_is_read_with_ranges(hub: LocalHub) -> None:
     pytest.importorskip("safetensors")
     import numpy as np
-    from safetensors.numpy import save  # type: ignore[import-untyped]
+    from safetensors.numpy import save
 
     payload = save({"w": np.arange(6, dtype=np.float32).reshape(2, 3)})
     hub.publish(REPO, {"model.safetensors": payload})
@@ -281,11 +281,11 @@ def test_list_repo_tree(hub: LocalHub, published: str) -> None:
     nested = [e.path for e in api.list_repo_tree(REPO, path_in_repo="tokenizer")]
     assert nested == ["tokenizer/merges", "tokenizer/tokenizer.json"]
     everything = list(api.list_repo_tree(REPO, recursive=True))
-    files = {e.path: e for e in everything if e.__class__.__name__ == "RepoFile"}
+    files = {e.path: e for e in everything if isinstance(e, RepoFile)}
     assert set(files) == set(_repo_files())
     safetensors = files["model.safetensors"]
     data = _content(_repo_files()["model.safetensors"])
-    assert safetensors.lfs is not None and safetensors.lfs.sha256 == _sha256(data)  # type: ignore[attr-defined]
+    assert safetensors.lfs is not None and safetensors.lfs.sha256 == _sha256(data)
     assert not any(getattr(e, "xet_hash", None) for e in everything)
 
 
@@ -361,18 +361,22 @@ def test_missing_repo_revision_and_file_map_to_client_errors(
     hub: LocalHub, hf_cache: Path, published: str
 ) -> None:
     api = HfApi(endpoint=hub.url)
-    download = {"cache_dir": hf_cache, "endpoint": hub.url}
+
+    def download(repo_id: str, filename: str, revision: str | None = None) -> str:
+        return hf_hub_download(
+            repo_id, filename, revision=revision, cache_dir=hf_cache, endpoint=hub.url
+        )
 
     with pytest.raises(RepositoryNotFoundError):
-        hf_hub_download("acme/nope", "config.json", **download)  # type: ignore[arg-type]
+        download("acme/nope", "config.json")
     with pytest.raises(RepositoryNotFoundError):
         api.model_info("acme/nope")
     with pytest.raises(RevisionNotFoundError):
-        hf_hub_download(REPO, "config.json", revision="nope", **download)  # type: ignore[arg-type]
+        download(REPO, "config.json", revision="nope")
     with pytest.raises(RevisionNotFoundError):
         api.model_info(REPO, revision="0" * 40)
     with pytest.raises(EntryNotFoundError):
-        hf_hub_download(REPO, "missing.txt", **download)  # type: ignore[arg-type]
+        download(REPO, "missing.txt")
     marker = hf_cache / "models--acme--tiny-model" / ".no_exist" / published / "missing.txt"
     assert marker.exists()  # the client cached the absence thanks to X-Repo-Commit
 
@@ -439,9 +443,23 @@ def test_incomplete_blobs_are_never_served(hub: LocalHub, raw: Raw, published: s
     assert raw.request("GET", f"/{REPO}/resolve/main/partial.bin")[0] == 404
 
 
+def test_copied_snapshot_files_are_served(hub: LocalHub, raw: Raw, published: str) -> None:
+    # A cache written with HF_HUB_DISABLE_SYMLINKS holds copies: the etag must be computed.
+    snapshot = hub.repo_dir(REPO) / "snapshots" / published
+    (snapshot / "copied.txt").write_bytes(b"plain copy")
+
+    status, headers, body = raw.request("GET", f"/{REPO}/resolve/main/copied.txt")
+    assert (status, body) == (200, b"plain copy")
+    assert headers["ETag"] == f'"{_git_blob_id(b"plain copy")}"'
+
+
 def test_the_hub_is_read_only(hub: LocalHub, raw: Raw, published: str) -> None:
     status, headers, _ = raw.request("PUT", f"/{REPO}/resolve/main/config.json", body=b"x")
     assert status == 405 and headers["X-Error-Code"] == "MethodNotAllowed"
+    status, headers, body = raw.request("OPTIONS", f"/{REPO}/resolve/main/config.json")
+    assert status == 501 and headers["X-Error-Code"] == "NotImplemented"
+    assert "error" in json.loads(body)
+    assert raw.request("GET", f"/{REPO}/resolve/main/config.json")[0] == 200  # reconnects
 
 
 # --- faults ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from controller.domain import (
     CachedRepo,
     DesiredModel,
     DesiredState,
+    Disk,
     Observation,
     Policy,
     Priority,
@@ -299,3 +300,16 @@ def test_same_inputs_same_plan() -> None:
         cache={}, remote={"x": remote("org/x"), "y": remote("org/y")}, verifications={}, disk=None
     )
     assert plan(d, o, NOW) == plan(d, replace(o), NOW)
+
+
+def test_a_plan_that_does_not_fit_the_disk_is_an_error() -> None:
+    observed = replace(observation(), disk=Disk(total=10_000, free=500))
+    p = plan(desired(model()), observed, NOW)
+    assert len(p.actions) == 1
+    assert p.errors == ("the plan transfers 1.0 kB but only 500 B is free on the cache's "
+                        "filesystem; free 515 B or narrow the models' include patterns",)
+
+
+def test_a_plan_that_fits_has_no_error() -> None:
+    observed = replace(observation(), disk=Disk(total=10_000, free=5_000))
+    assert plan(desired(model()), observed, NOW).errors == ()
