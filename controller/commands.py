@@ -88,6 +88,8 @@ def apply(path: str, *, as_json: bool, offline: bool) -> int:
     else:
         sys.stdout.write(render.plan_to_text(result.plan))
         print()
+        sys.stdout.write(render.results_to_text(result.outcome.results))
+        print()
         print(_status_table(result.status))
         print(f"\nStatus written to {desired.status_file}")
     return EXIT_OK if result.ok else EXIT_ERROR

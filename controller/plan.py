@@ -105,7 +105,10 @@ def _problems(assessments: tuple[Assessment, ...]) -> tuple[list[str], list[str]
             elif not a.on_demand_unrequested:
                 errors.append(line)
         elif a.hub_stale:
-            warnings.append(f"{a.model.name}: hub unreachable; planned against what it said last")
+            warnings.append(
+                f"{a.model.name}: hub not consulted (offline or unreachable); "
+                "planned against its last answer"
+            )
         elif a.commit is not None and not a.files:
             errors.append(
                 f"{a.model.name}: no file of {a.model.repo}@{a.model.revision} "

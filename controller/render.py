@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from controller.domain import Action, ActionKind, Plan
-from controller.units import human_bytes
+from controller.units import human_bytes, plural
+from reconcilers.base import ActionResult
 
 PLAN_FORMAT_VERSION = "1.0"
 
@@ -87,7 +89,7 @@ def plan_to_text(plan: Plan) -> str:
 def _action_line(a: Action, width: int) -> str:
     symbol = _SYMBOL[a.kind].rjust(3)
     count = len(a.files)
-    what = f"{count} file{'s' if count != 1 else ''}, {human_bytes(a.bytes)}"
+    what = f"{plural(count, 'file')}, {human_bytes(a.bytes)}"
     return f"{symbol} {a.kind.value:<8} {a.model:<{width}}  {what}  ({a.reason.value})"
 
 
@@ -108,3 +110,23 @@ def _summary(plan: Plan) -> str:
         fits = "fits" if plan.download_bytes <= plan.disk.free else "DOES NOT FIT"
         text += f"; free on cache disk: {human_bytes(plan.disk.free)} ({fits})"
     return text + "."
+
+
+def results_to_text(results: Sequence[ActionResult]) -> str:
+    """What apply did, action by action, including files repaired along the way."""
+    if not results:
+        return ""
+    lines = ["Applied:"]
+    for r in results:
+        a = r.action
+        mark = "ok" if r.ok else "FAILED"
+        what = f"{plural(len(r.outcomes), 'file')}"
+        if r.transferred:
+            what += f", {human_bytes(r.transferred)} transferred"
+        lines.append(f"  {mark:<6} {a.kind.value} {a.model}: {what}")
+        for o in r.outcomes:
+            if o.repaired:
+                lines.append(f"         {o.path}: was damaged ({o.repaired}); fetched again")
+            if not o.ok:
+                lines.append(f"         {o.detail}")
+    return "\n".join(lines) + "\n"

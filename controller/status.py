@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from controller.assess import Assessment
 from controller.domain import Phase, Reason
 from controller.fsutil import atomic_write_text
-from controller.units import human_bytes
+from controller.units import human_bytes, plural
 
 STATUS_API_VERSION = "modelsync/v1"
 STATUS_KIND = "ModelSetStatus"
@@ -188,7 +188,7 @@ def _phase(
 
 
 def _available_message(a: Assessment) -> str:
-    text = f"{len(a.files)} files, {human_bytes(a.expected_bytes)}, verified"
+    text = f"{plural(len(a.files), 'file')}, {human_bytes(a.expected_bytes)}, verified"
     if a.upstream_commit:
         text += f"; update available: {a.upstream_commit[:12]} (updates: {a.model.updates.value})"
     return text

@@ -5,6 +5,10 @@ from __future__ import annotations
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def human_bytes(n: int) -> str:
     value = float(n)
     for unit in _UNITS:

@@ -22,6 +22,7 @@ class FileOutcome:
     reason: Reason | None = None  # why it failed
     detail: str = ""
     transferred: int = 0
+    repaired: str = ""  # what was wrong with the file before it was fetched again
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from controller.assess import Assessment
 from controller.domain import Action, ActionKind, Reason
-from controller.units import human_bytes
+from controller.units import human_bytes, plural
 from reconcilers.base import ActionResult, Workspace, action_for
 
 
@@ -52,7 +52,9 @@ def apply(action: Action, workspace: Workspace) -> ActionResult:
 
 def _missing_message(a: Assessment) -> str:
     if a.absent:
-        return f"not in the cache; {len(a.missing)} files, {human_bytes(a.expected_bytes)}"
+        return (
+            f"not in the cache; {plural(len(a.missing), 'file')}, {human_bytes(a.expected_bytes)}"
+        )
     return (
         f"{len(a.missing)} of {len(a.files)} files missing "
         f"({human_bytes(a.transfer_bytes(a.missing))} to fetch)"

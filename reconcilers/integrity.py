@@ -8,9 +8,11 @@ it again.  A repair re-fetches only the damaged files, never the whole model.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from controller.assess import Assessment
 from controller.domain import Action, ActionKind, Reason
-from controller.units import human_bytes
+from controller.units import human_bytes, plural
 from reconcilers.base import ActionResult, FileOutcome, Workspace, action_for
 
 _DAMAGE = {Reason.CHECKSUM_MISMATCH, Reason.SIZE_MISMATCH}
@@ -37,7 +39,7 @@ def plan(assessments: tuple[Assessment, ...]) -> list[Action]:
                     ActionKind.VERIFY,
                     a.unverified,
                     Reason.UNVERIFIED,
-                    f"{len(a.unverified)} files present but unverified "
+                    f"{plural(len(a.unverified), 'file')} present but unverified "
                     f"({human_bytes(sum(f.size for f in a.unverified))} to hash)",
                 )
             )
@@ -65,7 +67,9 @@ def _verify_then_repair(action: Action, workspace: Workspace) -> tuple[FileOutco
     damaged = {o.path for o in checked if o.reason in _DAMAGE}
     if not damaged:
         return checked
+    found = {o.path: o.detail for o in checked if o.path in damaged}
     refetched = {
-        o.path: o for o in workspace.fetch(action, [f for f in action.files if f.path in damaged])
+        o.path: replace(o, repaired=found[o.path])
+        for o in workspace.fetch(action, [f for f in action.files if f.path in damaged])
     }
     return tuple(refetched.get(o.path, o) for o in checked)

@@ -135,6 +135,7 @@ def test_locally_damaged_file_is_repaired_alone(work: Workdir, hub: LocalHub) ->
     hub.clear_requests()
     run = work.reconcile("--apply")
     assert run.code == 0, run.out + run.err
+    assert "model.safetensors: was damaged (model.safetensors: content hashes to" in run.out
     fetched = {r.path for r in hub.requests_for("*/resolve/*", "GET")}
     assert fetched == {
         "/org/tiny/resolve/" + work.model_status("tiny")["commit"] + "/model.safetensors"
@@ -215,7 +216,7 @@ def test_hub_down_after_apply_plans_from_memory(work: Workdir, hub: LocalHub) ->
     hub.server.stop()
     run = work.reconcile("--plan", "--detailed-exitcode")
     assert run.code == 0, run.out + run.err
-    assert "hub unreachable" in run.out
+    assert "planned against its last answer" in run.out
 
 
 def test_verify_trusts_unchanged_files_and_finds_damage(work: Workdir, hub: LocalHub) -> None:
