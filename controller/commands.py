@@ -77,7 +77,7 @@ def apply(path: str, *, as_json: bool, offline: bool) -> int:
     manifests, desired = loaded
     from controller.loop import reconcile
 
-    result = reconcile(desired, concurrency=manifests.downloads.concurrency, offline=offline)
+    result = reconcile(desired, downloads=manifests.downloads, offline=offline)
     if as_json:
         print(
             json.dumps(

@@ -101,6 +101,7 @@ class Reason(str, Enum):
     CHECKSUM_MISMATCH = "ChecksumMismatch"
     SIZE_MISMATCH = "SizeMismatch"
     DOWNLOAD_FAILED = "DownloadFailed"
+    DISK_FULL = "DiskFull"
     UNSAFE_PATH = "UnsafePath"
 
 

@@ -1,7 +1,8 @@
-"""The hub, as modelsync talks to it: resolve a revision, fetch one file.
+"""The hub, as modelsync talks to it: resolve a revision, and what its errors mean.
 
 Everything goes through ``huggingface_hub`` so mirrors (``endpoint``), auth and the cache
-layout behave exactly as they do for applications.  Its exceptions are mapped to
+layout behave exactly as they do for applications (files are fetched by
+:mod:`controller.transfer`, on huggingface_hub's HTTP session).  Its exceptions are mapped to
 :class:`HubError` with a :class:`~controller.domain.Reason` and a message written for the
 person reading the status; no message ever contains a token.
 
@@ -21,17 +22,22 @@ from controller.domain import Reason, RemoteFile, RemoteProblem, RemoteRevision
 # hub metadata calls have no timeout by default (HF_HUB_FACTS §1.2); a stalled mirror must
 # not hang a reconcile.
 METADATA_TIMEOUT_S = 30.0
-ETAG_TIMEOUT_S = 30.0
 
 _TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{8,}")
 
 
 class HubError(Exception):
-    def __init__(self, reason: Reason, message: str, *, transient: bool) -> None:
+    """``transient``: the same request may succeed later; ``retry_after``: the seconds the
+    server asked us to wait first, when it said."""
+
+    def __init__(
+        self, reason: Reason, message: str, *, transient: bool, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.transient = transient
+        self.retry_after = retry_after
 
 
 def configure(endpoint: str) -> None:
@@ -43,7 +49,6 @@ def configure(endpoint: str) -> None:
     os.environ["HF_ENDPOINT"] = endpoint
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
 
 
 def redact(text: str) -> str:
@@ -84,24 +89,6 @@ def _remote_file(sibling: Any) -> RemoteFile:
         blob_id=sibling.blob_id or "",
         sha256=lfs.sha256 if lfs else None,
     )
-
-
-def download(repo: str, path: str, commit: str, cache_dir: str, endpoint: str) -> str:
-    """Fetch one file of ``commit`` into the cache; returns its snapshot path."""
-    from huggingface_hub import hf_hub_download
-
-    check_relative(path)
-    try:
-        return hf_hub_download(
-            repo,
-            path,
-            revision=commit,
-            cache_dir=cache_dir,
-            endpoint=endpoint,
-            etag_timeout=ETAG_TIMEOUT_S,
-        )
-    except Exception as e:
-        raise to_hub_error(e, repo=repo, revision=commit, endpoint=endpoint, path=path) from None
 
 
 def to_hub_error(
@@ -148,14 +135,30 @@ def to_hub_error(
             ),
             transient=False,
         )
-    detail = redact(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    if status == 404:
+        return HubError(
+            Reason.DOWNLOAD_FAILED if path else Reason.HUB_UNREACHABLE,
+            f"{where}: not found on {endpoint} (HTTP 404)",
+            transient=False,
+        )
+    detail = redact(_detail(e))
     if status is not None:
         return HubError(
             Reason.DOWNLOAD_FAILED if path else Reason.HUB_UNREACHABLE,
             f"{where}: HTTP {status}: {detail}",
-            transient=status >= 500 or status == 429,
+            # Overload and timeouts on the server's side pass; other statuses will not.
+            transient=status >= 500 or status in (408, 429),
         )
     reason = Reason.DOWNLOAD_FAILED if path else Reason.HUB_UNREACHABLE
     return HubError(
         reason, f"{where}: cannot reach {endpoint}: {type(e).__name__}: {detail}", transient=True
     )
+
+
+def _detail(e: Exception) -> str:
+    """The first line of the error, plus what the server said about it, if anything."""
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    said = getattr(e, "server_message", None)
+    if isinstance(said, str) and said.strip() and said.strip() not in text:
+        text += f" ({' '.join(said.split())[:300]})"
+    return text

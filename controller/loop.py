@@ -14,6 +14,7 @@ from pathlib import Path
 from controller import status
 from controller.apply import ApplyOutcome, apply_plan
 from controller.domain import DesiredState, Observation, Phase, Plan
+from controller.manifest import Downloads
 from controller.observe import observe
 from controller.plan import assess_all, plan
 from controller.state import StateStore
@@ -47,8 +48,14 @@ def make_plan(
 
 
 def reconcile(
-    desired: DesiredState, *, concurrency: int = 8, offline: bool = False, clock: Clock = utcnow
+    desired: DesiredState,
+    *,
+    downloads: Downloads | None = None,
+    offline: bool = False,
+    clock: Clock = utcnow,
 ) -> Reconciled:
+    """``downloads`` is the manifest's ``spec.downloads`` (concurrency, bandwidth limit)."""
+    settings = downloads or Downloads()
     with StateStore.open(Path(desired.state_dir)) as store:
         observed = observe(desired, now=clock(), offline=offline, store=store)
         the_plan = plan(desired, observed, clock())
@@ -72,7 +79,8 @@ def reconcile(
             endpoint=desired.endpoint,
             store=store,
             clock=clock,
-            concurrency=concurrency,
+            concurrency=settings.concurrency,
+            max_bandwidth=settings.max_bandwidth_bytes,
         )
         outcome = apply_plan(the_plan, workspace, on_phase=publish)
         # Re-read the disk rather than trusting the results: the status describes what is

@@ -447,7 +447,32 @@ class CorruptFault:
     offset: int  # absolute offset in the file (or JSON body) whose byte is flipped
 
 
-Fault = StatusFault | DropFault | StallFault | CorruptFault
+@dataclass(frozen=True, eq=False)
+class HoldFault:
+    """Send ``after_bytes`` of the body, then hold the response until released.
+
+    A test can then act on a client whose transfer is at a known point (kill it, say)
+    without racing it.  ``reached`` is set once the bytes are out; stopping the server
+    ends the hold and closes the connection.
+    """
+
+    after_bytes: int
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+    def wait_released(self, stopping: threading.Event) -> bool:
+        """Block until released (True) or the server stops (False)."""
+        self.reached.set()
+        while not self.released.wait(POLL_INTERVAL):
+            if stopping.is_set():
+                return False
+        return True
+
+
+Fault = StatusFault | DropFault | StallFault | CorruptFault | HoldFault
 
 
 @dataclass
@@ -470,6 +495,7 @@ class FaultPlan:
     drop: DropFault | None = None
     stall: StallFault | None = None
     corrupt: CorruptFault | None = None
+    hold: HoldFault | None = None
 
 
 NO_FAULTS = FaultPlan()
@@ -528,6 +554,14 @@ class Faults:
         """Flip the byte at ``offset`` of the body; headers stay those of the real file."""
         self._add(method, path_glob, CorruptFault(offset), times)
 
+    def hold(
+        self, path_glob: str, *, after_bytes: int, method: str = "GET", times: int | None = 1
+    ) -> HoldFault:
+        """Pause the body after ``after_bytes``; the returned handle's ``release()`` resumes it."""
+        fault = HoldFault(after_bytes)
+        self._add(method, path_glob, fault, times)
+        return fault
+
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
@@ -554,6 +588,7 @@ class Faults:
             drop=cast("DropFault | None", found.get(DropFault)),
             stall=cast("StallFault | None", found.get(StallFault)),
             corrupt=cast("CorruptFault | None", found.get(CorruptFault)),
+            hold=cast("HoldFault | None", found.get(HoldFault)),
         )
 
     def _add(self, method: str, path_glob: str, fault: Fault, times: int | None) -> None:
@@ -658,6 +693,10 @@ class _FileBody:
 
 class _ShortBody(Exception):
     """The file shrank while being sent; the connection cannot be reused."""
+
+
+class _HoldAborted(ConnectionError):
+    """The server stopped during a held response: close the connection mid-body."""
 
 
 # --- the request handler ---------------------------------------------------------------------
@@ -982,19 +1021,30 @@ class _Handler(BaseHTTPRequestHandler):
         self._status = status
 
     def _send_body(self, body: _Body, plan: FaultPlan) -> None:
-        """Send the body, honouring a drop (stop after N bytes) or corrupt (flip one byte)."""
+        """Send the body, honouring a drop (stop after N bytes), corrupt (flip one byte)
+        or hold (pause after N bytes)."""
         limit = body.length if plan.drop is None else min(body.length, plan.drop.after_bytes)
         flip = None if plan.corrupt is None else plan.corrupt.offset - body.origin
         position = 0
         if flip is not None and 0 <= flip < limit:
-            self._send_span(body, 0, flip)
+            self._send_until(body, 0, flip, plan.hold)
             self.connection.sendall(bytes([body.byte_at(flip) ^ 0xFF]))
             self._sent += 1
             position = flip + 1
-        self._send_span(body, position, limit - position)
+        self._send_until(body, position, limit, plan.hold)
         if limit < body.length:
             # Closing after a short body is exactly what a reset mid-transfer looks like.
             self._dropped = self.close_connection = True
+
+    def _send_until(self, body: _Body, start: int, end: int, hold: HoldFault | None) -> None:
+        """Send bytes ``start`` to ``end``, pausing at the hold point if it lies in between."""
+        if hold is not None and start <= hold.after_bytes <= end:
+            self._send_span(body, start, hold.after_bytes - start)
+            if not hold.wait_released(self.ctx.stopping):
+                self._dropped = True
+                raise _HoldAborted
+            start = hold.after_bytes
+        self._send_span(body, start, end - start)
 
     def _send_span(self, body: _Body, start: int, count: int) -> None:
         if count <= 0:

@@ -2,8 +2,10 @@
 
 A file counts as good only after its bytes were hashed and the digest matched its blob
 name (sha256 for LFS files, git's blob sha1 otherwise); huggingface_hub checks only the
-size.  A file that fails the check is moved out of the snapshot at once, so that no
-application loads it, and the failure is reported with the file's name.
+size.  Downloads go through :mod:`controller.transfer`, which hashes while it writes and
+publishes only verified blobs, so a fresh download is recorded as verified without being
+read again.  A cached file that fails the check is moved out of the snapshot at once, so
+that no application loads it, and the failure is reported with the file's name.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from controller import cachefs, hub
+from controller import cachefs, hub, transfer
 from controller.domain import Action, FileWork, Reason, Verification, is_commit
 from controller.fsutil import atomic_write_text
 from controller.hashing import check_blob
 from controller.state import DownloadOutcome, StateStore
+from controller.transfer import RetryPolicy, TokenBucket
 from reconcilers.base import FileOutcome
 
 Clock = Callable[[], datetime]
@@ -34,12 +37,17 @@ class CacheWorkspace:
         store: StateStore,
         clock: Clock,
         concurrency: int = 8,
+        max_bandwidth: int | None = None,
+        retry: RetryPolicy = transfer.DEFAULT_RETRY,
     ) -> None:
+        """``max_bandwidth`` (bytes/s) is shared by all of this workspace's downloads."""
         self.cache_dir = Path(cache_dir)
         self.endpoint = endpoint
         self.store = store
         self.clock = clock
         self.concurrency = max(1, concurrency)
+        self.retry = retry
+        self.limiter = TokenBucket(max_bandwidth) if max_bandwidth else None
 
     # ------------------------------------------------------------------ Workspace
 
@@ -76,16 +84,27 @@ class CacheWorkspace:
 
     def _fetch_one(self, action: Action, f: FileWork) -> FileOutcome:
         started, t0 = self.clock(), time.monotonic()
+        ref = transfer.FileRef(action.repo, f.path, action.commit, etag=f.etag, size=f.size)
         try:
-            snapshot = hub.download(
-                action.repo, f.path, action.commit, str(self.cache_dir), self.endpoint
+            fetched = transfer.fetch(
+                ref,
+                cache_dir=self.cache_dir,
+                endpoint=self.endpoint,
+                retry=self.retry,
+                limiter=self.limiter,
             )
         except hub.HubError as e:
-            self._record(action, f, started, t0, DownloadOutcome.FAILED, e.message)
+            corrupt = e.reason in (Reason.CHECKSUM_MISMATCH, Reason.SIZE_MISMATCH)
+            recorded = DownloadOutcome.CORRUPT if corrupt else DownloadOutcome.FAILED
+            self._record(action, f, started, t0, recorded, e.message)
             return FileOutcome(f.path, ok=False, reason=e.reason, detail=e.message)
         except cachefs.UnsafePathError as e:
             return FileOutcome(f.path, ok=False, reason=Reason.UNSAFE_PATH, detail=str(e))
-        outcome = self._check(action, f, Path(snapshot), transferred=f.size)
+        if fetched.digest is None:
+            # The blob was already cached and only linked: check it like any cached file.
+            outcome = self._check(action, f, fetched.snapshot, transferred=0)
+        else:
+            outcome = self._remember_fetched(action, f, fetched)
         self._record(
             action,
             f,
@@ -93,8 +112,37 @@ class CacheWorkspace:
             t0,
             DownloadOutcome.OK if outcome.ok else DownloadOutcome.CORRUPT,
             outcome.detail,
+            transferred=outcome.transferred,
         )
         return outcome
+
+    def _remember_fetched(
+        self, action: Action, f: FileWork, fetched: transfer.Fetched
+    ) -> FileOutcome:
+        """Record the digest computed while downloading: the blob needs no second read."""
+        assert fetched.digest is not None
+        try:
+            st = fetched.blob.stat()
+        except OSError as e:
+            return FileOutcome(
+                f.path,
+                ok=False,
+                reason=Reason.DOWNLOAD_FAILED,
+                detail=f"{f.path}: gone right after its download: {e.strerror}",
+            )
+        self.store.record_verification(
+            action.repo,
+            Verification(
+                blob=fetched.etag,
+                size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+                inode=st.st_ino,
+                digest=fetched.digest,
+                ok=True,
+                checked_at=self.clock(),
+            ),
+        )
+        return FileOutcome(f.path, ok=True, transferred=fetched.transferred)
 
     def _verify_one(self, action: Action, f: FileWork) -> FileOutcome:
         try:
@@ -181,6 +229,8 @@ class CacheWorkspace:
         t0: float,
         outcome: DownloadOutcome,
         message: str,
+        *,
+        transferred: int = 0,
     ) -> None:
         self.store.record_download(
             model=action.model,
@@ -188,7 +238,7 @@ class CacheWorkspace:
             revision=action.revision,
             commit=action.commit,
             path=f.path,
-            bytes=f.size if outcome is DownloadOutcome.OK else 0,
+            bytes=transferred,
             started_at=started,
             finished_at=self.clock(),
             outcome=outcome,

@@ -78,6 +78,16 @@ class Workdir:
     def reconcile(self, *args: str, env: dict[str, str] | None = None) -> Run:
         return reconcile(*args, "-f", str(self.manifests), endpoint=self.endpoint, env=env)
 
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Run ``reconcile`` in the background, e.g. to kill it mid-transfer."""
+        return subprocess.Popen(
+            _command(*args, "-f", str(self.manifests)),
+            env=_environment(self.endpoint, env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO_ROOT,
+        )
+
 
 def reconcile(
     *args: str,
@@ -85,13 +95,20 @@ def reconcile(
     env: dict[str, str] | None = None,
     timeout: float = 300,
 ) -> Run:
-    full_env = {**os.environ, "HF_ENDPOINT": endpoint, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "controller.cli", *args],
-        env=full_env,
+        _command(*args),
+        env=_environment(endpoint, env),
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=REPO_ROOT,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "controller.cli", *args]
+
+
+def _environment(endpoint: str, env: dict[str, str] | None) -> dict[str, str]:
+    return {**os.environ, "HF_ENDPOINT": endpoint, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
