@@ -7,7 +7,8 @@ missing, corrupt or unverified.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from controller.domain import (
     CachedFile,
@@ -48,10 +49,16 @@ class Assessment:
     ref_behind: bool = False  # every file is fine but the ref still needs pointing
     hub_stale: bool = False
     reusable: frozenset[str] = frozenset()  # etags whose blob another snapshot already holds
+    partial: Mapping[str, int] = field(default_factory=dict)  # etag -> bytes of a partial file
 
     def transfer_bytes(self, files: tuple[FileWork, ...]) -> int:
-        """Bytes that must travel to fetch ``files``; a blob already cached is only linked."""
-        return sum(f.size for f in files if f.etag not in self.reusable)
+        """Bytes that must travel to fetch ``files``: a blob already cached is only linked,
+        and a partial download is resumed where it stopped."""
+        return sum(
+            max(0, f.size - self.partial.get(f.etag, 0))
+            for f in files
+            if f.etag not in self.reusable
+        )
 
     @property
     def expected_bytes(self) -> int:
@@ -198,6 +205,7 @@ def _classify(
         ref_behind=ref_behind,
         hub_stale=stale,
         reusable=_reusable(cached, missing),
+        partial={p.blob: p.size for p in cached.partials if p.resumable},
     )
 
 

@@ -137,7 +137,12 @@ def _read_partials(blobs_dir: Path) -> tuple[PartialFile, ...]:
     partials = []
     for path in sorted(blobs_dir.glob("*.incomplete")):
         try:
-            partials.append(PartialFile(blob=path.name.split(".")[0], size=path.stat().st_size))
+            blob = path.name.split(".")[0]
+            partials.append(
+                PartialFile(
+                    blob=blob, size=path.stat().st_size, resumable=path.name == f"{blob}.incomplete"
+                )
+            )
         except OSError:
             continue
     return tuple(partials)

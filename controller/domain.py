@@ -183,6 +183,7 @@ class CachedFile:
 class PartialFile:
     blob: str
     size: int
+    resumable: bool = False  # modelsync's stable name; huggingface_hub's per-process ones are not
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from controller.domain import (
     DesiredState,
     Disk,
     Observation,
+    PartialFile,
     Policy,
     Priority,
     Reason,
@@ -306,10 +307,24 @@ def test_a_plan_that_does_not_fit_the_disk_is_an_error() -> None:
     observed = replace(observation(), disk=Disk(total=10_000, free=500))
     p = plan(desired(model()), observed, NOW)
     assert len(p.actions) == 1
-    assert p.errors == ("the plan transfers 1.0 kB but only 500 B is free on the cache's "
-                        "filesystem; free 515 B or narrow the models' include patterns",)
+    assert p.errors == (
+        "the plan transfers 1.0 kB but only 500 B is free on the cache's "
+        "filesystem; free 515 B or narrow the models' include patterns",
+    )
 
 
 def test_a_plan_that_fits_has_no_error() -> None:
     observed = replace(observation(), disk=Disk(total=10_000, free=5_000))
     assert plan(desired(model()), observed, NOW).errors == ()
+
+
+def test_a_resumable_partial_counts_only_the_missing_tail() -> None:
+    repo = CachedRepo(
+        repo="org/m",
+        partials=(
+            PartialFile(WEIGHTS.etag, 600, resumable=True),
+            PartialFile(CONFIG.etag, 4, resumable=False),  # huggingface_hub's own: starts over
+        ),
+    )
+    (action,) = plan(desired(model()), observation({"org/m": repo}), NOW).actions
+    assert action.bytes == (WEIGHTS.size - 600) + CONFIG.size + README.size
