@@ -151,7 +151,7 @@ def verify(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
             f"since their last verification); {len(bad)} damaged."
         )
         for c in bad:
-            print(f"  {c.model}: {c.path}: {c.detail}")
+            print(f"  {c.model}: {c.detail}")
         if bad:
             print("Run `reconcile --apply` to repair them.")
     return EXIT_ERROR if bad else EXIT_OK

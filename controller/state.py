@@ -395,6 +395,12 @@ class StateStore:
         rows = self._select("SELECT * FROM verifications WHERE repo = ? ORDER BY blob", (repo,))
         return {row["blob"]: _verification_from_row(row) for row in rows}
 
+    def verification(self, repo: str, blob: str) -> Verification | None:
+        rows = self._select(
+            "SELECT * FROM verifications WHERE repo = ? AND blob = ?", (repo, blob)
+        )
+        return _verification_from_row(rows[0]) if rows else None
+
     def forget_verification(self, repo: str, blob: str) -> None:
         """Drop a blob's record, e.g. after the blob was deleted or replaced."""
         with self._write() as conn:

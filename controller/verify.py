@@ -17,8 +17,8 @@ from pathlib import Path
 
 from controller import cachefs
 from controller.assess import Assessment
-from controller.domain import FileWork, Verification
-from controller.hashing import check_blob
+from controller.domain import FileWork
+from controller.inspection import inspect
 from controller.state import StateStore
 
 
@@ -73,37 +73,9 @@ def _check(
 ) -> tuple[Check, int]:
     a, f = job.assessment, job.file
     assert a.commit is not None
-    name = a.model.name
     snapshot = cachefs.snapshot_path(cache_dir, a.model.repo, a.commit, f.path)
-    try:
-        st = snapshot.stat()
-    except OSError as e:
-        return Check(name, f.path, ok=False, hashed=False, detail=f"cannot read: {e.strerror}"), 0
-    if not full and f in a.good:
-        return Check(name, f.path, ok=True, hashed=False), f.size
-    ok, digest = (False, "") if st.st_size != f.size else check_blob(snapshot, f.etag)
-    store.record_verification(
-        a.model.repo,
-        Verification(
-            blob=f.etag,
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            inode=st.st_ino,
-            digest=digest,
-            ok=ok,
-            checked_at=clock(),
-        ),
-    )
-    detail = (
-        ""
-        if ok
-        else (
-            f"{st.st_size} bytes, expected {f.size}"
-            if not digest
-            else f"content hashes to {digest[:16]}…, expected {f.etag[:16]}…"
-        )
-    )
-    return Check(name, f.path, ok=ok, hashed=True, detail=detail), f.size
+    found = inspect(store, a.model.repo, f, snapshot, clock, trust_unchanged=not full)
+    return Check(a.model.name, f.path, found.ok, found.hashed, found.detail), f.size
 
 
 def terminal_progress(done: int, total: int) -> None:

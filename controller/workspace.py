@@ -20,7 +20,7 @@ from pathlib import Path
 from controller import cachefs, hub, transfer
 from controller.domain import Action, FileWork, Reason, Verification, is_commit
 from controller.fsutil import atomic_write_text
-from controller.hashing import check_blob
+from controller.inspection import inspect
 from controller.state import DownloadOutcome, StateStore
 from controller.transfer import RetryPolicy, TokenBucket
 from reconcilers.base import FileOutcome
@@ -102,7 +102,7 @@ class CacheWorkspace:
             return FileOutcome(f.path, ok=False, reason=Reason.UNSAFE_PATH, detail=str(e))
         if fetched.digest is None:
             # The blob was already cached and only linked: check it like any cached file.
-            outcome = self._check(action, f, fetched.snapshot, transferred=0)
+            outcome = self._check(action, f, fetched.snapshot)
         else:
             outcome = self._remember_fetched(action, f, fetched)
         self._record(
@@ -149,59 +149,15 @@ class CacheWorkspace:
             snapshot = cachefs.snapshot_path(self.cache_dir, action.repo, action.commit, f.path)
         except cachefs.UnsafePathError as e:
             return FileOutcome(f.path, ok=False, reason=Reason.UNSAFE_PATH, detail=str(e))
-        return self._check(action, f, snapshot, transferred=0)
+        return self._check(action, f, snapshot)
 
-    def _check(
-        self, action: Action, f: FileWork, snapshot: Path, *, transferred: int
-    ) -> FileOutcome:
-        try:
-            st = snapshot.stat()
-            known = self.store.verifications_for(action.repo).get(f.etag)
-            if (
-                known
-                and known.ok
-                and (known.size, known.mtime_ns, known.inode)
-                == (st.st_size, st.st_mtime_ns, st.st_ino)
-            ):
-                # The same bytes were hashed before (a blob shared with another snapshot):
-                # unchanged size, mtime and inode mean no second read is needed.
-                return FileOutcome(f.path, ok=True, transferred=0)
-            ok, digest = (False, "") if st.st_size != f.size else check_blob(snapshot, f.etag)
-        except OSError as e:
-            return FileOutcome(
-                f.path,
-                ok=False,
-                reason=Reason.DOWNLOAD_FAILED,
-                detail=f"{f.path}: cannot read: {e.strerror}",
-            )
-        self.store.record_verification(
-            action.repo,
-            Verification(
-                blob=f.etag,
-                size=st.st_size,
-                mtime_ns=st.st_mtime_ns,
-                inode=st.st_ino,
-                digest=digest,
-                ok=ok,
-                checked_at=self.clock(),
-            ),
-        )
-        if ok:
-            return FileOutcome(f.path, ok=True, transferred=transferred)
-        self._quarantine_one(action.repo, action.commit, f)
-        if st.st_size != f.size:
-            return FileOutcome(
-                f.path,
-                ok=False,
-                reason=Reason.SIZE_MISMATCH,
-                detail=(f"{f.path}: {st.st_size} bytes, the hub says {f.size}"),
-            )
-        return FileOutcome(
-            f.path,
-            ok=False,
-            reason=Reason.CHECKSUM_MISMATCH,
-            detail=(f"{f.path}: content hashes to {digest[:16]}…, the hub says {f.etag[:16]}…"),
-        )
+    def _check(self, action: Action, f: FileWork, snapshot: Path) -> FileOutcome:
+        found = inspect(self.store, action.repo, f, snapshot, self.clock)
+        if found.ok:
+            return FileOutcome(f.path, ok=True)
+        if found.reason is not Reason.DOWNLOAD_FAILED:
+            self._quarantine_one(action.repo, action.commit, f)
+        return FileOutcome(f.path, ok=False, reason=found.reason, detail=found.detail)
 
     def _quarantine_one(self, repo: str, commit: str, f: FileWork) -> None:
         """Move a damaged blob aside and unlink it from the snapshot.
