@@ -349,8 +349,16 @@ class _Job:
             return
         with self._get(target, partial) as response:
             self._accept(response, partial, target)
-            chunk_size = self.limiter.chunk_size() if self.limiter else CHUNK_SIZE
-            for chunk in response.iter_bytes(chunk_size):
+            # Without a limit, take the transport's own chunks (~64 KiB): asking httpx for
+            # large chunks makes it copy every byte through a buffer while holding the GIL,
+            # which serialises parallel downloads (measured: 0.84x vs 1.09x of
+            # snapshot_download's throughput on 1 GiB).
+            chunks = (
+                response.iter_bytes(self.limiter.chunk_size())
+                if self.limiter
+                else response.iter_bytes()
+            )
+            for chunk in chunks:
                 if self.limiter is not None:
                     self.limiter.take(len(chunk))
                 self.transferred += len(chunk)
