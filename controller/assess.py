@@ -8,7 +8,7 @@ missing, corrupt or unverified.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from controller.domain import (
     CachedFile,
@@ -50,6 +50,7 @@ class Assessment:
     hub_stale: bool = False
     reusable: frozenset[str] = frozenset()  # etags whose blob another snapshot already holds
     partial: Mapping[str, int] = field(default_factory=dict)  # etag -> bytes of a partial file
+    requested: bool = False  # someone asked for the model and the request is not yet fulfilled
 
     def transfer_bytes(self, files: tuple[FileWork, ...]) -> int:
         """Bytes that must travel to fetch ``files``: a blob already cached is only linked,
@@ -84,10 +85,26 @@ class Assessment:
 
     @property
     def on_demand_unrequested(self) -> bool:
-        return self.model.policy is Policy.ON_DEMAND and self.absent
+        return self.model.policy is Policy.ON_DEMAND and self.absent and not self.requested
+
+    @property
+    def awaiting_request(self) -> bool:
+        """An on-demand model that was requested and is not yet all on disk (QUEUED)."""
+        return (
+            self.model.policy is Policy.ON_DEMAND
+            and self.requested
+            and (self.commit is None or bool(self.missing))
+        )
 
 
 def assess(model: DesiredModel, observed: Observation) -> Assessment:
+    found = _assess(model, observed)
+    if model.name in observed.requested:
+        return replace(found, requested=True)
+    return found
+
+
+def _assess(model: DesiredModel, observed: Observation) -> Assessment:
     cached = observed.repo(model.repo)
     remote = observed.remote.get(model.name)
     served = _served_commit(model, cached)
@@ -136,9 +153,11 @@ def _served_commit(model: DesiredModel, cached: CachedRepo) -> str | None:
 def _holds_back(
     model: DesiredModel, remote: RemoteRevision, cached: CachedRepo, served: str | None
 ) -> bool:
-    """A moved branch waits for a human unless the model's updates are automatic."""
+    """A moved branch waits for a human unless the model's updates are automatic, or a
+    lock (which a human reviewed) names the new commit."""
     return (
-        model.updates is not UpdatePolicy.AUTO
+        not remote.locked
+        and model.updates is not UpdatePolicy.AUTO
         and not is_commit(model.revision)
         and served is not None
         and served != remote.commit

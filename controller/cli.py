@@ -1,10 +1,14 @@
 """The ``reconcile`` command.
 
-    reconcile --plan  [-f PATH] [--json] [--detailed-exitcode] [--offline]
-    reconcile --apply [-f PATH] [--json]
+    reconcile --plan  [-f PATH] [--json] [--detailed-exitcode] [--offline] [--locked]
+                      [--state FILE] [--budget-bytes N]
+    reconcile --apply [-f PATH] [--json] [--locked]
+    reconcile lock     [-f PATH] [--upgrade [MODEL...]]
     reconcile validate [-f PATH]
     reconcile status   [-f PATH] [--json]
     reconcile verify   [-f PATH] [MODEL...] [--full] [--json]
+    reconcile request  NAME [-f PATH] [--wait] [--timeout S] [--json]
+    reconcile use      NAME [-f PATH] [--generation-seconds S] [--json]
     reconcile schema
     reconcile serve DIR [--host H] [--port P]
 
@@ -56,10 +60,38 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not contact the hub; plan against the cache and what the hub said last",
     )
+    parser.add_argument(
+        "--locked",
+        action="store_true",
+        help="fail (exit 1) unless every manifest has a lock that matches it (for CI)",
+    )
+    parser.add_argument(
+        "--state",
+        metavar="FILE",
+        help="with --plan: plan against the status file a machine wrote, not the local disk "
+        "(file lists come from the lock)",
+    )
+    parser.add_argument(
+        "--budget-bytes",
+        type=_byte_count,
+        metavar="N",
+        help="with --plan: fail unless the models' bytes on disk plus the plan's transfers fit "
+        "in N bytes (default: retention.max_storage_usage_percent of the cache disk)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log each step to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     validate = sub.add_parser("validate", help="check manifests and report every problem")
     _manifest_arg(validate)
+    lock = sub.add_parser(
+        "lock", help="resolve each model to a commit and file hashes, in a lock beside its manifest"
+    )
+    _manifest_arg(lock)
+    lock.add_argument(
+        "--upgrade",
+        nargs="*",
+        metavar="MODEL",
+        help="re-resolve these models (none named: every model) to what their revision is now",
+    )
     st = sub.add_parser("status", help="show the last status written")
     _manifest_arg(st)
     _output_args(st)
@@ -73,6 +105,32 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="hash every file, even those unchanged since their last verification",
     )
+    req = sub.add_parser(
+        "request",
+        help="request a model: available now, or queued (on-demand) with a wait estimate",
+    )
+    req.add_argument("name", metavar="NAME", help="a model name declared in the manifests")
+    _manifest_arg(req)
+    _output_args(req)
+    req.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the model is available (exit 0) or failed (exit 1); a reconcile "
+        "(--apply or the controller) does the fetching",
+    )
+    req.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="S",
+        help="with --wait: give up after S seconds (exit 2); default: no limit",
+    )
+    use = sub.add_parser("use", help="record one use of a model (feeds auto priorities)")
+    use.add_argument("name", metavar="NAME", help="a model name declared in the manifests")
+    _manifest_arg(use)
+    _output_args(use)
+    use.add_argument(
+        "--generation-seconds", type=_seconds, metavar="S", help="how long generating took"
+    )
     sub.add_parser("schema", help="print the manifest's JSON Schema")
     serve = sub.add_parser(
         "serve", help="serve a cache directory over the Hugging Face hub protocol"
@@ -81,6 +139,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     return parser
+
+
+def _byte_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of bytes: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def _manifest_arg(p: argparse.ArgumentParser) -> None:
@@ -122,14 +200,35 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.validate(args.path)
     if args.command == "verify":
         return commands.verify(args.path, args.models, full=args.full, as_json=args.json)
+    if args.command == "request":
+        return commands.request(
+            args.path, args.name, wait=args.wait, timeout=args.timeout, as_json=args.json
+        )
+    if args.command == "use":
+        return commands.use(
+            args.path, args.name, generation_seconds=args.generation_seconds, as_json=args.json
+        )
     if args.command == "status":
         return commands.show_status(args.path, args.status_file, as_json=args.json)
+    if args.command == "lock":
+        return commands.lock(args.path, args.upgrade)
+    if (args.state is not None or args.budget_bytes is not None) and not args.plan:
+        print("reconcile: --state and --budget-bytes only apply to --plan", file=sys.stderr)
+        return EXIT_ERROR
     if args.plan:
         return commands.plan(
-            args.path, as_json=args.json, detailed=args.detailed_exitcode, offline=args.offline
+            args.path,
+            as_json=args.json,
+            detailed=args.detailed_exitcode,
+            offline=args.offline,
+            locked=args.locked,
+            state_file=args.state,
+            budget_bytes=args.budget_bytes,
         )
     if args.apply:
-        return commands.apply(args.path, as_json=args.json, offline=args.offline)
+        return commands.apply(
+            args.path, as_json=args.json, offline=args.offline, locked=args.locked
+        )
     build_parser().print_help(sys.stderr)
     return EXIT_ERROR
 

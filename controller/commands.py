@@ -19,8 +19,10 @@ from controller.manifest import (
     manifest_json_schema,
     to_desired,
 )
+from controller.requesting import render_request
 from controller.status import StatusReport
 from controller.units import human_bytes
+from controller.usage import format_rate
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -57,27 +59,57 @@ def schema() -> int:
     return EXIT_OK
 
 
-def plan(path: str, *, as_json: bool, detailed: bool, offline: bool) -> int:
+def plan(
+    path: str,
+    *,
+    as_json: bool,
+    detailed: bool,
+    offline: bool,
+    locked: bool = False,
+    state_file: str | None = None,
+    budget_bytes: int | None = None,
+) -> int:
     loaded = _load(path)
     if loaded is None:
         return EXIT_ERROR
-    from controller.loop import make_plan
+    from controller import locking
 
-    the_plan, _ = make_plan(loaded[1], offline=offline)
+    # The lock, when there is one, describes the remote side: no hub needed for those models.
+    the_plan = locking.plan(
+        *loaded,
+        offline=offline,
+        locked=locked,
+        state_file=state_file,
+        budget_bytes=budget_bytes,
+    )
+    if the_plan is None:
+        return EXIT_ERROR
     sys.stdout.write(render.plan_to_json(the_plan) if as_json else render.plan_to_text(the_plan))
     if the_plan.errors:
         return EXIT_ERROR
     return EXIT_CHANGES if detailed and not the_plan.empty else EXIT_OK
 
 
-def apply(path: str, *, as_json: bool, offline: bool) -> int:
+def apply(path: str, *, as_json: bool, offline: bool, locked: bool = False) -> int:
     loaded = _load(path)
     if loaded is None:
         return EXIT_ERROR
     manifests, desired = loaded
+    from dataclasses import replace
+
+    from controller import locking
     from controller.loop import reconcile
 
-    result = reconcile(desired, downloads=manifests.downloads, offline=offline)
+    locks = locking.check(manifests, desired, locked=locked)
+    if locks is None:
+        return EXIT_ERROR
+    result = reconcile(
+        desired, downloads=manifests.downloads, offline=offline, pinned=locks.pinned
+    )
+    stale = locking.stale_warnings(locks)
+    if stale:
+        shown = replace(result.plan, warnings=(*stale, *result.plan.warnings))
+        result = replace(result, plan=shown)
     if as_json:
         print(
             json.dumps(
@@ -95,6 +127,15 @@ def apply(path: str, *, as_json: bool, offline: bool) -> int:
     return EXIT_OK if result.ok else EXIT_ERROR
 
 
+def lock(path: str, upgrade: list[str] | None) -> int:
+    loaded = _load(path)
+    if loaded is None:
+        return EXIT_ERROR
+    from controller import locking
+
+    return locking.lock(*loaded, upgrade)
+
+
 def verify(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
     loaded = _load(path)
     if loaded is None:
@@ -109,7 +150,7 @@ def verify(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
         )
         return EXIT_ERROR
     from controller import verify as verification
-    from controller.loop import utcnow
+    from controller.clock import utcnow
     from controller.observe import observe
     from controller.plan import assess_all
     from controller.state import StateStore
@@ -129,7 +170,10 @@ def verify(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
         )
         after = observe(desired, now=utcnow(), offline=True, store=store)
         report = status.derive(
-            assess_all(desired, after), generation=desired.generation, now=utcnow()
+            assess_all(desired, after),
+            generation=desired.generation,
+            now=utcnow(),
+            usage=after.usage,
         )
         status.write(desired.status_file, report)
     bad = [c for c in checks if not c.ok]
@@ -184,17 +228,67 @@ def serve(directory: str, host: str, port: int) -> int:
     return run(directory, host, port)
 
 
+def request(path: str, name: str, *, wait: bool, timeout: float | None, as_json: bool) -> int:
+    """0: available; 2: queued or under way (with --wait: still so at the timeout); 1: error."""
+    loaded = _load(path)
+    if loaded is None:
+        return EXIT_ERROR
+    from controller.requesting import request_until
+
+    result, timed_out = request_until(loaded[1], name, wait=wait, timeout=timeout)
+    if as_json:
+        print(json.dumps(result.model_dump(mode="json"), indent=2))
+    else:
+        print(render_request(result))
+    if timed_out:
+        print(f"timed out after {timeout:g} s; {name} is {result.phase.value}", file=sys.stderr)
+    if result.success:
+        return EXIT_OK
+    return EXIT_ERROR if result.error else EXIT_CHANGES
+
+
+def use(path: str, name: str, *, generation_seconds: float | None, as_json: bool) -> int:
+    loaded = _load(path)
+    if loaded is None:
+        return EXIT_ERROR
+    from controller.client import ModelAvailability, UnknownModelError
+
+    with ModelAvailability.from_desired(loaded[1]) as client:
+        try:
+            recorded = client.record_use(name, generation_seconds)
+        except (UnknownModelError, ValueError) as e:
+            print(str(e), file=sys.stderr)
+            return EXIT_ERROR
+    if as_json:
+        print(json.dumps(recorded.model_dump(mode="json"), indent=2))
+    else:
+        took = "" if generation_seconds is None else f" ({generation_seconds:g} s to generate)"
+        print(f"recorded a use of {name}{took}")
+    return EXIT_OK
+
+
 def _status_dict(report: StatusReport) -> dict[str, object]:
     return status.to_dict(report)
 
 
 def _status_table(report: StatusReport) -> str:
-    header = ("NAME", "PHASE", "SIZE", "VERIFIED", "REVISION", "MESSAGE")
+    header = ("NAME", "PHASE", "PRIORITY", "USES/DAY", "SIZE", "VERIFIED", "REVISION", "MESSAGE")
     rows = [header]
     for m in report.models:
         score = "-" if m.integrity_score is None else f"{m.integrity_score:.0%}"
         rev = f"{m.revision}@{m.commit[:12]}" if m.commit else m.revision
-        rows.append((m.name, m.phase.value, human_bytes(m.size_on_disk), score, rev, m.message))
+        rows.append(
+            (
+                m.name,
+                m.phase.value,
+                m.effective_priority,
+                format_rate(m.usage_frequency),
+                human_bytes(m.size_on_disk),
+                score,
+                rev,
+                m.message,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]

@@ -93,6 +93,7 @@ class Reason(str, Enum):
     VERIFIED = "Verified"  # every selected file is present and checked
     SUSPENDED = "Suspended"
     NOT_REQUESTED = "NotRequested"  # on-demand model nobody asked for yet
+    REQUESTED = "Requested"  # on-demand model requested, waiting for a reconcile to fetch it
     HUB_UNREACHABLE = "HubUnreachable"
     REPO_NOT_FOUND = "RepoNotFound"
     REVISION_NOT_FOUND = "RevisionNotFound"
@@ -122,6 +123,8 @@ class DesiredModel:
     updates: UpdatePolicy = UpdatePolicy.NOTIFY
     suspend: bool = False
     source: str = ""  # "file:line" where the model is declared, for messages
+    tags: tuple[str, ...] = ()
+    alternatives: tuple[str, ...] = ()  # declared models that can serve in its place, best first
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class DesiredState:
     endpoint: str
     generation: str  # hash of the manifest content, echoed as observedGeneration
     status_file: str
+    usage_window_days: int = 30  # usage history kept, and averaged over for uses per day
 
 
 # --------------------------------------------------------------------------- observed
@@ -160,6 +164,9 @@ class RemoteRevision:
     commit: str
     files: tuple[RemoteFile, ...]
     stale: bool = False  # True when read from the state store because the hub was unreachable
+    # True when read from a lock file: a reviewed change chose this commit, so it is applied
+    # whatever the model's update policy (the lock's diff was the human's "yes").
+    locked: bool = False
 
 
 @dataclass(frozen=True)
@@ -220,12 +227,26 @@ class Disk:
 
 
 @dataclass(frozen=True)
+class UsageStats:
+    """How a model was used over the usage window (derived by ``controller.usage``)."""
+
+    uses: int  # uses within the window
+    uses_per_day: float  # uses / window days
+    last_used: datetime | None
+    average_generation_seconds: float | None  # over the uses that reported a generation time
+    performance_score: float | None  # 1.0: generating as fast as its window average; lower: slower
+
+
+@dataclass(frozen=True)
 class Observation:
     cache: Mapping[str, CachedRepo]  # by repo id
     remote: Mapping[str, RemoteRevision | RemoteProblem]  # by model name
     verifications: Mapping[tuple[str, str], Verification]  # by (repo, blob)
     disk: Disk | None
     problems: tuple[str, ...] = ()
+    usage: Mapping[str, UsageStats] = field(default_factory=dict)  # by model name; absent: unused
+    requested: frozenset[str] = frozenset()  # on-demand models requested and not yet fulfilled
+    throughput: float | None = None  # measured download bytes/second, for wait estimates
 
     def repo(self, repo: str) -> CachedRepo:
         return self.cache.get(repo) or CachedRepo(repo=repo)
@@ -252,6 +273,8 @@ class Action:
     bytes: int  # bytes this action transfers (download/repair/update) or reads (verify)
     reason: Reason
     message: str
+    priority: Priority | None = None  # the model's effective priority, set by the planner
+    priority_reason: str = ""  # why it has that priority, e.g. "auto: 2.3 uses/day"
 
 
 @dataclass(frozen=True)

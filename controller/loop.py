@@ -6,26 +6,24 @@ the three ways of using modelsync cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from controller import status
 from controller.apply import ApplyOutcome, apply_plan
-from controller.domain import DesiredState, Observation, Phase, Plan
+from controller.clock import utcnow
+from controller.domain import DesiredState, Observation, Phase, Plan, RemoteRevision
 from controller.manifest import Downloads
 from controller.observe import observe
-from controller.plan import assess_all, plan
+from controller.plan import assess_all, plan, queue
 from controller.state import StateStore
 from controller.status import Failure, StatusReport
+from controller.usage import window_start
 from controller.workspace import CacheWorkspace
 
 Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -53,13 +51,18 @@ def reconcile(
     downloads: Downloads | None = None,
     offline: bool = False,
     clock: Clock = utcnow,
+    pinned: Mapping[str, RemoteRevision] | None = None,
 ) -> Reconciled:
-    """``downloads`` is the manifest's ``spec.downloads`` (concurrency, bandwidth limit)."""
+    """``downloads`` is the manifest's ``spec.downloads`` (concurrency, bandwidth limit);
+    ``pinned``: models described by their lock entries, not by the hub; downloads are then
+    checked against the locked hashes."""
     settings = downloads or Downloads()
     with StateStore.open(Path(desired.state_dir)) as store:
-        observed = observe(desired, now=clock(), offline=offline, store=store)
+        store.prune_usage(window_start(clock(), desired.usage_window_days))
+        observed = observe(desired, now=clock(), offline=offline, store=store, pinned=pinned)
         the_plan = plan(desired, observed, clock())
         before = assess_all(desired, observed)
+        positions = {name: entry.position for name, entry in queue(the_plan).items()}
 
         def publish(in_progress: dict[str, Phase], failures: dict[str, Failure]) -> None:
             status.write(
@@ -71,6 +74,8 @@ def reconcile(
                     failures=failures,
                     in_progress=in_progress,
                     errors=the_plan.errors,
+                    usage=observed.usage,
+                    queue_positions=positions,
                 ),
             )
 
@@ -86,12 +91,19 @@ def reconcile(
         # Re-read the disk rather than trusting the results: the status describes what is
         # there, including anything another process changed meanwhile.
         after = observe(desired, now=clock(), store=store, remote=observed.remote)
+        settled = assess_all(desired, after)
+        for a in settled:
+            if a.requested and a.complete:
+                store.clear_request(a.model.name)  # fulfilled: present and verified
+        remaining = plan(desired, after, clock())
         report = status.derive(
-            assess_all(desired, after),
+            settled,
             generation=desired.generation,
             now=clock(),
             failures=outcome.failures,
             errors=the_plan.errors,
+            usage=after.usage,
+            queue_positions={name: e.position for name, e in queue(remaining).items()},
         )
         status.write(desired.status_file, report)
     return Reconciled(the_plan, outcome, report)

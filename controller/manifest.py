@@ -283,6 +283,18 @@ class Downloads(_Section):
         return None if self.max_bandwidth is None else _parse_bandwidth(self.max_bandwidth)
 
 
+class Usage(_Section):
+    """How usage records are kept.  Applies to every manifest of a directory: declare it once."""
+
+    window_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Days of usage history kept in the state database (older uses are "
+        "pruned); uses per day, and so auto priorities, are averaged over this window.",
+    )
+
+
 class ModelSpec(_Section):
     """One model: a Hugging Face Hub repo at a revision, narrowed to the files it needs."""
 
@@ -371,6 +383,7 @@ class Spec(_Section):
     suspend: bool = Field(default=False, description="Suspend every model of this manifest.")
     retention: Retention = Field(default_factory=Retention)
     downloads: Downloads = Field(default_factory=Downloads)
+    usage: Usage = Field(default_factory=Usage)
     models: list[ModelSpec] = Field(default_factory=list, description="The models to manage.")
 
 
@@ -448,6 +461,7 @@ class ManifestSet:
     retention: Retention
     downloads: Downloads
     generation: str
+    usage: Usage = field(default_factory=Usage)
 
     @property
     def models(self) -> tuple[DeclaredModel, ...]:
@@ -940,7 +954,15 @@ def _check_alternatives(docs: list[_Document]) -> None:
 
 
 # Spec-level settings are one per machine, so every manifest of a directory must agree on them.
-_SHARED_SETTINGS = ("cache", "state", "endpoint", "statusFile", "retention", "downloads")
+_SHARED_SETTINGS = (
+    "cache",
+    "state",
+    "endpoint",
+    "statusFile",
+    "retention",
+    "downloads",
+    "usage",
+)
 _PATH_SETTINGS = ("cache", "state", "statusFile")
 
 
@@ -954,7 +976,11 @@ def _comparable(key: str, value: Any, base_dir: Path) -> Any:
         return _resolve_path(value, base_dir)
     if key == "endpoint" and isinstance(value, str):
         return value.rstrip("/")
-    sections: dict[str, type[BaseModel]] = {"retention": Retention, "downloads": Downloads}
+    sections: dict[str, type[BaseModel]] = {
+        "retention": Retention,
+        "downloads": Downloads,
+        "usage": Usage,
+    }
     section = sections.get(key)
     if section is not None:
         try:
@@ -1048,6 +1074,7 @@ def _build_set(docs: list[_Document]) -> ManifestSet:
     endpoint = _first_set(docs, "endpoint")
     retention = _first_set(docs, "retention")
     downloads = _first_set(docs, "downloads")
+    usage = _first_set(docs, "usage")
     settings: dict[str, Any] = {
         "cache": _merged_path(docs, "cache"),
         "state": _merged_path(docs, "state"),
@@ -1055,6 +1082,7 @@ def _build_set(docs: list[_Document]) -> ManifestSet:
         "status_file": _merged_path(docs, "status_file"),
         "retention": Retention() if retention is None else retention[1],
         "downloads": Downloads() if downloads is None else downloads[1],
+        "usage": Usage() if usage is None else usage[1],
     }
     hashed = {
         key: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
@@ -1124,6 +1152,8 @@ def _desired_model(model: DeclaredModel) -> DesiredModel:
         updates=spec.updates,
         suspend=model.suspend,
         source=model.source,
+        tags=tuple(spec.tags),
+        alternatives=tuple(spec.alternatives),
     )
 
 
@@ -1139,4 +1169,5 @@ def to_desired(manifest_set: ManifestSet, env: Mapping[str, str] | None = None) 
         endpoint=endpoint.rstrip("/"),
         generation=manifest_set.generation,
         status_file=manifest_set.status_file or os.path.join(state_dir, "status.yaml"),
+        usage_window_days=manifest_set.usage.window_days,
     )

@@ -7,7 +7,7 @@ one unreachable hub or one odd directory never hides what is known about everyth
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -22,8 +22,10 @@ from controller.domain import (
     Reason,
     RemoteProblem,
     RemoteRevision,
+    UsageStats,
 )
 from controller.state import StateStore
+from controller.usage import derive, recent_start, window_start
 
 
 def observe(
@@ -33,8 +35,10 @@ def observe(
     offline: bool = False,
     store: StateStore | None = None,
     remote: Mapping[str, RemoteRevision | RemoteProblem] | None = None,
+    pinned: Mapping[str, RemoteRevision] | None = None,
 ) -> Observation:
     """``remote`` reuses an earlier hub answer (after an apply, the hub is not asked again).
+    ``pinned`` describes models from their lock entries: the hub is not asked about them.
 
     ``store`` is the open state store when the caller is applying; planning opens it
     read-only so that a plan creates nothing on disk.
@@ -46,8 +50,13 @@ def observe(
     store = store or StateStore.open_readonly(Path(desired.state_dir))
     try:
         if remote is None:
-            remote = _resolve_all(desired, store, now, offline, remember=owned)
+            pinned = pinned or {}
+            asked = _resolve_all(desired, store, now, offline, remember=owned, skip=set(pinned))
+            remote = {**asked, **pinned}
         verifications = store.verifications() if store else {}
+        usage_stats = _usage(store, now, desired.usage_window_days) if store else {}
+        requested = frozenset(store.requests()) if store else frozenset()
+        throughput = store.throughput() if store else None
     finally:
         if store is not None and not owned:
             store.close()
@@ -57,7 +66,17 @@ def observe(
         verifications=verifications,
         disk=_disk(cache_dir, problems),
         problems=tuple(problems),
+        usage=usage_stats,
+        requested=requested & {m.name for m in desired.models},
+        throughput=throughput,
     )
+
+
+def _usage(store: StateStore, now: datetime, window_days: int) -> dict[str, UsageStats]:
+    aggregates = store.usage_aggregates(
+        since=window_start(now, window_days), recent_since=recent_start(now, window_days)
+    )
+    return derive(aggregates.values(), window_days=window_days)
 
 
 def _read_cache(
@@ -79,8 +98,9 @@ def _resolve_all(
     offline: bool,
     *,
     remember: bool,
+    skip: Collection[str] = (),
 ) -> dict[str, RemoteRevision | RemoteProblem]:
-    wanted = [m for m in desired.models if not m.suspend]
+    wanted = [m for m in desired.models if not m.suspend and m.name not in skip]
     answers: list[RemoteRevision | RemoteProblem]
     if offline:
         answers = [

@@ -8,6 +8,7 @@ that way, so the same inputs always give the same plan in the same order.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from controller.assess import Assessment, assess
@@ -18,10 +19,13 @@ from controller.domain import (
     DesiredState,
     Observation,
     Plan,
-    Priority,
+    UsageStats,
 )
 from controller.units import human_bytes
+from controller.usage import effective_priority, priority_reason, uses_per_day
 from reconcilers import download, integrity
+
+__all__ = ["QueueEntry", "assess_all", "effective_priority", "plan", "queue"]
 
 # Work order across models.  Repairs come first: a damaged model is one an application
 # may be loading right now.  Verifications are next because they make models that are
@@ -45,14 +49,21 @@ def plan(
     desired: DesiredState,
     observed: Observation,
     now: datetime,
-    usage: Mapping[str, float] | None = None,
+    *,
+    assessments: tuple[Assessment, ...] | None = None,
 ) -> Plan:
-    """``usage`` maps a model name to its uses per day (absent means never used)."""
-    usage = usage or {}
-    assessments = assess_all(desired, observed)
+    """Ordered by kind, then effective priority (from ``observed.usage``), usage, name.
+
+    ``assessments`` is ``assess_all(desired, observed)`` when the caller has it already.
+    """
+    if assessments is None:
+        assessments = assess_all(desired, observed)
     proposals = [*integrity.plan(assessments), *download.plan(assessments)]
     models = {m.name: m for m in desired.models}
-    ordered = sorted(proposals, key=lambda a: _order_key(a, models[a.model], usage))
+    ordered = [
+        _with_priority(a, models[a.model], observed.usage)
+        for a in sorted(proposals, key=lambda a: _order_key(a, models[a.model], observed.usage))
+    ]
     errors, warnings = _problems(assessments)
     errors.extend(_fit(ordered, observed))
     return Plan(
@@ -65,23 +76,10 @@ def plan(
     )
 
 
-def effective_priority(model: DesiredModel, uses_per_day: float) -> Priority:
-    """Usage raises a priority to a floor (>1/day high, >0.1/day medium); it never lowers one."""
-    if uses_per_day > 1:
-        floor = Priority.HIGH
-    elif uses_per_day > 0.1:
-        floor = Priority.MEDIUM
-    else:
-        floor = Priority.LOW
-    if model.priority is Priority.AUTO:
-        return floor
-    return model.priority if model.priority.rank <= floor.rank else floor
-
-
 def _order_key(
-    action: Action, model: DesiredModel, usage: Mapping[str, float]
+    action: Action, model: DesiredModel, usage: Mapping[str, UsageStats]
 ) -> tuple[int, int, float, str, int]:
-    uses = usage.get(model.name, 0.0)
+    uses = uses_per_day(usage, model.name)
     return (
         _KIND_ORDER[action.kind],
         effective_priority(model, uses).rank,
@@ -89,6 +87,47 @@ def _order_key(
         model.name,
         list(ActionKind).index(action.kind),
     )
+
+
+def _with_priority(action: Action, model: DesiredModel, usage: Mapping[str, UsageStats]) -> Action:
+    uses = uses_per_day(usage, model.name)
+    return replace(
+        action,
+        priority=effective_priority(model, uses),
+        priority_reason=priority_reason(model, uses),
+    )
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """A model's place in the order ``apply`` will work through a plan."""
+
+    position: int  # 1-based
+    bytes_ahead: int  # bytes the models before it transfer first
+    bytes: int  # bytes it transfers itself
+
+    @property
+    def bytes_until_done(self) -> int:
+        return self.bytes_ahead + self.bytes
+
+
+def queue(the_plan: Plan) -> dict[str, QueueEntry]:
+    """Each model with work in the plan, in the order apply takes them.
+
+    Apply runs all of a model's actions when it first meets the model, so a model's place is
+    that of its first action, and what waits ahead of it is the transfers of the models
+    before it.
+    """
+    totals: dict[str, int] = {}
+    for a in the_plan.actions:  # dicts keep insertion order: the order of first appearance
+        transfer = a.bytes if a.kind is not ActionKind.VERIFY else 0
+        totals[a.model] = totals.get(a.model, 0) + transfer
+    entries: dict[str, QueueEntry] = {}
+    ahead = 0
+    for position, (model, transfer) in enumerate(totals.items(), start=1):
+        entries[model] = QueueEntry(position=position, bytes_ahead=ahead, bytes=transfer)
+        ahead += transfer
+    return entries
 
 
 def _problems(assessments: tuple[Assessment, ...]) -> tuple[list[str], list[str]]:

@@ -56,6 +56,8 @@ def _action_to_dict(a: Action) -> dict[str, Any]:
         "bytes": a.bytes,
         "reason": a.reason.value,
         "message": a.message,
+        "priority": a.priority.value if a.priority else None,
+        "priority_reason": a.priority_reason,
         "files": [{"path": f.path, "size": f.size, "etag": f.etag} for f in a.files],
     }
 
@@ -80,7 +82,7 @@ def plan_to_text(plan: Plan) -> str:
     width = max(len(a.model) for a in plan.actions)
     for a in plan.actions:
         lines.append(_action_line(a, width))
-        lines.append(f"      {a.message}")
+        lines.append(f"      {a.message}" + (f"; {a.priority_reason}" if a.priority_reason else ""))
     lines.append("")
     lines.append(_summary(plan))
     return "\n".join(lines) + "\n"

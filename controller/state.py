@@ -22,13 +22,14 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from controller.domain import RemoteFile, RemoteRevision, Verification
+from controller.usage import UsageAggregate, UsageEvent
 
 DB_FILENAME = "modelsync.db"
 
@@ -82,6 +83,42 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # Usage: every use is a row of usage_events (pruned after the usage window), and is
+        # added in the same transaction to its model's row of usage_days, a per-UTC-day
+        # rollup.  Statistics read the rollup for whole days and the events only for the
+        # window's first (partial) day, so their cost grows with models x days, not with
+        # traffic.
+        """
+        CREATE TABLE usage_events (
+            id INTEGER PRIMARY KEY,
+            model TEXT NOT NULL,
+            used_at TEXT NOT NULL,
+            generation_seconds REAL
+                CHECK (generation_seconds IS NULL OR generation_seconds >= 0)
+        )
+        """,
+        # Covering, so that pruning and reading a window's first day never touch the table.
+        "CREATE INDEX usage_by_time ON usage_events (used_at, model, generation_seconds)",
+        """
+        CREATE TABLE usage_days (
+            model TEXT NOT NULL,
+            day TEXT NOT NULL,
+            uses INTEGER NOT NULL,
+            timed_uses INTEGER NOT NULL,
+            generation_total REAL NOT NULL,
+            last_used TEXT NOT NULL,
+            PRIMARY KEY (model, day)
+        ) WITHOUT ROWID
+        """,
+        # Requests for on-demand models, pending until a reconcile has them on disk.
+        """
+        CREATE TABLE requests (
+            model TEXT PRIMARY KEY,
+            requested_at TEXT NOT NULL
+        )
+        """,
+    ),
 )
 
 
@@ -129,6 +166,28 @@ def _timestamp(value: datetime) -> str:
 
 def _parse_timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(timezone.utc)
+
+
+def _add_usage(sums: dict[str, list[Any]], row: list[Any]) -> None:
+    """Fold one (model, uses, last_used, timed, spent, recent_timed, recent_spent) row in."""
+    found = sums.get(row[0])
+    if found is None:
+        sums[row[0]] = row
+        return
+    for i in (1, 3, 4, 5, 6):
+        found[i] += row[i]
+    if row[2] is not None and (found[2] is None or row[2] > found[2]):
+        found[2] = row[2]
+
+
+def _day(value: datetime) -> str:
+    """The UTC day of an instant, as usage_days keys it: 'YYYY-MM-DD'."""
+    return _timestamp(value)[:10]
+
+
+def _next_day_start(value: datetime) -> datetime:
+    day = value.astimezone(timezone.utc).date() + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
 
 _INT64_LIMIT = 1 << 63
@@ -251,7 +310,8 @@ def _connect(target: str, *, uri: bool) -> sqlite3.Connection:
 
 
 class StateStore:
-    """Verification records, download history and last-known remote revisions.
+    """Verification records, download history, last-known remote revisions, usage and
+    requests.
 
     Thread safety: one connection per store, guarded by a lock, rather than one connection
     per thread.  Every operation is a single short statement or transaction, so threads of
@@ -530,3 +590,145 @@ class StateStore:
             files=_files_from_json(row["files_json"]),
             stale=True,
         )
+
+    # ----------------------------------------------------------------- usage
+
+    def record_use(self, model: str, at: datetime, generation_seconds: float | None = None) -> None:
+        """Append one use of ``model``; one short transaction, safe from any process."""
+        if generation_seconds is not None and not 0 <= generation_seconds < float("inf"):
+            raise ValueError(
+                f"generation time must be a finite number of seconds >= 0, "
+                f"got {generation_seconds!r}"
+            )
+        used_at = _timestamp(at)
+        timed = 0 if generation_seconds is None else 1
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO usage_events (model, used_at, generation_seconds) VALUES (?, ?, ?)",
+                (model, used_at, generation_seconds),
+            )
+            conn.execute(
+                """
+                INSERT INTO usage_days
+                    (model, day, uses, timed_uses, generation_total, last_used)
+                VALUES (?, ?, 1, ?, ?, ?)
+                ON CONFLICT (model, day) DO UPDATE SET
+                    uses = uses + 1,
+                    timed_uses = timed_uses + excluded.timed_uses,
+                    generation_total = generation_total + excluded.generation_total,
+                    last_used = MAX(last_used, excluded.last_used)
+                """,
+                (model, used_at[:10], timed, generation_seconds or 0.0, used_at),
+            )
+
+    def usage_aggregates(
+        self, *, since: datetime, recent_since: datetime
+    ) -> dict[str, UsageAggregate]:
+        """Per-model sums of the uses at or after ``since`` (``controller.usage.aggregate``
+        over every event gives the same).
+
+        Whole days after ``since``'s day come from the daily rollup; the rest of that first
+        day, and of ``recent_since``'s day for the recent timings, from the events.
+        """
+        if recent_since < since:
+            raise ValueError("the recent window must lie within the usage window")
+        since_day, recent_day = _day(since), _day(recent_since)
+        sums: dict[str, list[Any]] = {}
+        # Whole days after the window's first day, from the rollup.
+        for row in self._select(
+            """
+            SELECT model, SUM(uses), MAX(last_used), SUM(timed_uses), TOTAL(generation_total),
+                   SUM(CASE WHEN day > ?2 THEN timed_uses ELSE 0 END),
+                   TOTAL(CASE WHEN day > ?2 THEN generation_total END)
+            FROM usage_days WHERE day > ?1 GROUP BY model
+            """,
+            (since_day, recent_day),
+        ):
+            sums[row[0]] = list(row)
+        # The rest of the window's first day, from the events.
+        for row in self._select(
+            """
+            SELECT model, COUNT(*), MAX(used_at), COUNT(generation_seconds),
+                   TOTAL(generation_seconds),
+                   COUNT(CASE WHEN used_at >= ?2 THEN generation_seconds END),
+                   TOTAL(CASE WHEN used_at >= ?2 THEN generation_seconds END)
+            FROM usage_events WHERE used_at >= ?1 AND used_at < ?3 GROUP BY model
+            """,
+            (_timestamp(since), _timestamp(recent_since), _timestamp(_next_day_start(since))),
+        ):
+            _add_usage(sums, list(row))
+        # The recent window's first day, when it is not the window's: the rollup counted
+        # its uses, but only the events tell which of its timings are recent.
+        if recent_day != since_day:
+            for row in self._select(
+                """
+                SELECT model, 0, NULL, 0, 0, COUNT(generation_seconds), TOTAL(generation_seconds)
+                FROM usage_events WHERE used_at >= ?1 AND used_at < ?2 GROUP BY model
+                """,
+                (_timestamp(recent_since), _timestamp(_next_day_start(recent_since))),
+            ):
+                _add_usage(sums, list(row))
+        return {
+            model: UsageAggregate(
+                model=model,
+                uses=uses,
+                last_used=_parse_timestamp(last),
+                timed_uses=timed,
+                generation_total=spent,
+                recent_timed_uses=recent_timed,
+                recent_generation_total=recent_spent,
+            )
+            for model, (_, uses, last, timed, spent, recent_timed, recent_spent) in sorted(
+                sums.items()
+            )
+            if uses
+        }
+
+    def usage_events(self, model: str | None = None) -> list[UsageEvent]:
+        """Every recorded use, oldest first (optionally of one model)."""
+        where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())
+        rows = self._select(
+            f"SELECT model, used_at, generation_seconds FROM usage_events {where} "
+            "ORDER BY used_at, id",
+            params,
+        )
+        return [
+            UsageEvent(row["model"], _parse_timestamp(row["used_at"]), row["generation_seconds"])
+            for row in rows
+        ]
+
+    def prune_usage(self, before: datetime) -> int:
+        """Delete uses older than ``before``; returns how many went.
+
+        The rollup keeps ``before``'s own day: its events after ``before`` still count, and
+        statistics never read the rollup of a window's first day anyway.
+        """
+        with self._write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM usage_events WHERE used_at < ?", (_timestamp(before),)
+            )
+            conn.execute("DELETE FROM usage_days WHERE day < ?", (_day(before),))
+            return cursor.rowcount
+
+    # ----------------------------------------------------------------- requests
+
+    def add_request(self, model: str, at: datetime) -> bool:
+        """Queue a request for ``model``; False when one was already pending (kept as is)."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO requests (model, requested_at) VALUES (?, ?) "
+                "ON CONFLICT (model) DO NOTHING",
+                (model, _timestamp(at)),
+            )
+            return cursor.rowcount == 1
+
+    def requests(self) -> dict[str, datetime]:
+        """Pending requests: model name -> when it was first requested."""
+        rows = self._select("SELECT model, requested_at FROM requests ORDER BY model")
+        return {row["model"]: _parse_timestamp(row["requested_at"]) for row in rows}
+
+    def clear_request(self, model: str) -> bool:
+        """Mark a request fulfilled; False when there was none."""
+        with self._write() as conn:
+            cursor = conn.execute("DELETE FROM requests WHERE model = ?", (model,))
+            return cursor.rowcount == 1

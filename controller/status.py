@@ -16,9 +16,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.assess import Assessment
-from controller.domain import Phase, Reason
+from controller.domain import Phase, Reason, RemoteProblem, UsageStats
 from controller.fsutil import atomic_write_text
 from controller.units import human_bytes, plural
+from controller.usage import effective_priority
 
 STATUS_API_VERSION = "modelsync/v1"
 STATUS_KIND = "ModelSetStatus"
@@ -53,9 +54,22 @@ class ModelStatus(BaseModel):
     unverified_files: tuple[str, ...] = ()
     update_available: bool = False
     upstream_commit: str | None = None
-    priority: str
+    priority: str = Field(description="the priority the manifest declares")
     policy: str
     last_checked: datetime
+    effective_priority: str = Field(
+        default="low", description="the declared priority, raised by usage (auto: from usage)"
+    )
+    usage_frequency: float = Field(default=0.0, description="uses per day over the usage window")
+    last_used: datetime | None = None
+    average_generation_seconds: float | None = None
+    performance_score: float | None = Field(
+        default=None,
+        description="window-average generation time over the last week's, at most 1.0",
+    )
+    queue_position: int | None = Field(
+        default=None, description="1-based place in the order of pending work; None: none"
+    )
 
 
 class StatusSummary(BaseModel):
@@ -90,11 +104,23 @@ def derive(
     failures: Mapping[str, Failure] | None = None,
     in_progress: Mapping[str, Phase] | None = None,
     errors: tuple[str, ...] = (),
+    usage: Mapping[str, UsageStats] | None = None,
+    queue_positions: Mapping[str, int] | None = None,
 ) -> StatusReport:
+    """``usage`` is the observation's; ``queue_positions`` come from the plan (plan.queue)."""
     failures = failures or {}
     in_progress = in_progress or {}
+    usage = usage or {}
+    positions = queue_positions or {}
     models = tuple(
-        _model_status(a, now, failures.get(a.model.name), in_progress.get(a.model.name))
+        _model_status(
+            a,
+            now,
+            failures.get(a.model.name),
+            in_progress.get(a.model.name),
+            usage.get(a.model.name),
+            positions.get(a.model.name),
+        )
         for a in assessments
     )
     phases = Counter(m.phase.value for m in models)
@@ -116,9 +142,15 @@ def derive(
 
 
 def _model_status(
-    a: Assessment, now: datetime, failure: Failure | None, transient: Phase | None
+    a: Assessment,
+    now: datetime,
+    failure: Failure | None,
+    transient: Phase | None,
+    used: UsageStats | None,
+    position: int | None,
 ) -> ModelStatus:
-    phase, reason, message = _phase(a, failure, transient)
+    phase, reason, message = _phase(a, failure, transient, position)
+    uses = used.uses_per_day if used else 0.0
     return ModelStatus(
         name=a.model.name,
         repo=a.model.repo,
@@ -138,11 +170,21 @@ def _model_status(
         priority=a.model.priority.value,
         policy=a.model.policy.value,
         last_checked=now,
+        effective_priority=effective_priority(a.model, uses).value,
+        usage_frequency=round(uses, 6),
+        last_used=used.last_used if used else None,
+        average_generation_seconds=(
+            None
+            if used is None or used.average_generation_seconds is None
+            else round(used.average_generation_seconds, 6)
+        ),
+        performance_score=used.performance_score if used else None,
+        queue_position=position,
     )
 
 
 def _phase(
-    a: Assessment, failure: Failure | None, transient: Phase | None
+    a: Assessment, failure: Failure | None, transient: Phase | None, position: int | None
 ) -> tuple[Phase, Reason, str]:
     if a.model.suspend:
         return Phase.PAUSED, Reason.SUSPENDED, "suspended in the manifest; partial files are kept"
@@ -150,6 +192,14 @@ def _phase(
         return transient, Reason.INCOMPLETE, f"{len(a.missing)} files to fetch"
     if failure is not None and not a.complete:
         return Phase.FAILED, failure.reason, failure.message
+    if a.awaiting_request and not _hub_refused(a.problem, a.commit):
+        if position is not None:
+            where = f"requested; position {position} in the queue"
+        elif a.commit is None:
+            where = "requested; its files are not known yet (the hub was not reached)"
+        else:
+            where = "requested"
+        return Phase.QUEUED, Reason.REQUESTED, f"{where}; fetched by the next `reconcile --apply`"
     if a.commit is None:
         assert a.problem is not None
         phase = Phase.UNKNOWN if a.problem.reason is Reason.HUB_UNREACHABLE else Phase.FAILED
@@ -185,6 +235,11 @@ def _phase(
         Reason.INCOMPLETE,
         f"refs/{a.model.revision} not yet pointed at the commit",
     )
+
+
+def _hub_refused(problem: RemoteProblem | None, commit: str | None) -> bool:
+    """The hub answered, and the answer leaves nothing to fetch (no such repo, no access)."""
+    return commit is None and problem is not None and problem.reason is not Reason.HUB_UNREACHABLE
 
 
 def _available_message(a: Assessment) -> str:

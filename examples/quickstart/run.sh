@@ -10,7 +10,8 @@
 #   3. validates it, plans (a download is pending), applies (downloads and verifies),
 #      shows the status, and plans again (nothing left to do);
 #   4. loads the model exactly as an application would, offline, from the Hugging Face cache;
-#   5. damages one byte of the downloaded weights and lets `reconcile --apply` find and repair it.
+#   5. damages one byte of the downloaded weights and lets `reconcile --apply` find and repair it;
+#   6. locks the models (`reconcile lock`), stops the hub and plans from the lock (`--locked`).
 #
 # Environment:
 #   VENV=/path/to/venv        use this virtualenv (must already have modelsync installed);
@@ -275,6 +276,18 @@ verdict = "matches" if digest == os.path.basename(path) else "does NOT match"
 print(f"   sha256 of the weights blob = {digest[:16]}..., which {verdict} its name")
 PY
 
+# ---------------------------------------------------------------------------- 6. lock, plan offline
+
+step "Lock the models, stop the hub, and plan from the lock (what CI does)"
+note "reconcile lock resolves each model to a commit and records every file's size and hash in"
+note "manifests/quickstart.lock.yaml; committed beside the manifest, a model update is its diff."
+show 0 reconcile lock -f "$MANIFEST"
+sed 's/^/     | /' manifests/quickstart.lock.yaml
+stop_server
+printf '\n'; note "The local hub is stopped.  With the lock, a plan needs no hub; --locked fails"
+note "(exit 1) if the manifest and the lock disagree.  The machine is in sync: expect 0."
+show 0 reconcile --plan -f "$MANIFEST" --locked --detailed-exitcode
+
 # ---------------------------------------------------------------------------- what next
 
 step "What next"
@@ -284,9 +297,10 @@ cat <<EOF
                                  patterns, set a priority) and run the plan/apply again
      cache/                      the Hugging Face cache that applications load from
      state/status.yaml           the status file: a phase, reason and message per model
-   Try (the local hub has stopped, so --offline plans from what the hub said last):
+     manifests/quickstart.lock.yaml   its lock: each model's commit and file hashes
+   Try (the local hub has stopped; the lock, or --offline, plans without it):
      source $VENV/bin/activate && cd $WORK
-     reconcile --plan --offline -f $MANIFEST --json   # the plan as JSON, for CI and tools
+     reconcile --plan --locked -f $MANIFEST --json    # the plan as JSON, for CI and tools
      reconcile schema                                  # every manifest field, as JSON Schema
    Then point a manifest at real models: see manifests/wan2.2.yaml in the repository.
    Rerun this script to start over from scratch.

@@ -671,3 +671,23 @@ def test_repo_ids_follow_huggingface_hub(tmp_path: Path, repo: str) -> None:
     except ManifestError:
         we_accept = False
     assert we_accept == hub_accepts
+
+
+def test_usage_window_tags_and_alternatives_reach_the_desired_state(tmp_path: Path) -> None:
+    spec = "  usage: {window_days: 14}\n"
+    models = model("a", extra="      tags: [video, hd]\n      alternatives: [b]\n") + model("b")
+    desired = to_desired(load_manifests(write(tmp_path, "m.yaml", manifest("u", spec, models))))
+    assert desired.usage_window_days == 14
+    a, b = desired.models
+    assert (a.tags, a.alternatives, b.tags, b.alternatives) == (("video", "hd"), ("b",), (), ())
+    default = to_desired(load_manifests(write(tmp_path, "d.yaml", manifest("d", "", model("a")))))
+    assert default.usage_window_days == 30
+
+
+def test_usage_window_is_checked_and_shared(tmp_path: Path) -> None:
+    (tmp_path / "bad").mkdir()
+    bad = write(tmp_path / "bad", "m.yaml", manifest("u", "  usage: {window_days: 0}\n"))
+    find(problems_of(bad), f"{bad}:6: spec.usage.window_days: ", "must be at least 1, got 0")
+    write(tmp_path, "a.yaml", manifest("one", "  usage: {window_days: 7}\n"))
+    b = write(tmp_path, "b.yaml", manifest("two", "  usage: {window_days: 30}\n"))
+    find(problems_of(tmp_path), f"{b}:6: spec.usage: ", "conflicts with")

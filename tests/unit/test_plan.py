@@ -23,9 +23,10 @@ from controller.domain import (
     RemoteProblem,
     RemoteRevision,
     UpdatePolicy,
+    UsageStats,
     Verification,
 )
-from controller.plan import effective_priority, plan
+from controller.plan import QueueEntry, effective_priority, plan, queue
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 C1 = "1" * 40
@@ -268,27 +269,170 @@ def test_order_repair_then_verify_then_downloads_by_priority_then_name() -> None
     ]
 
 
+def used(per_day: float) -> UsageStats:
+    return UsageStats(
+        uses=round(per_day * 30),
+        uses_per_day=per_day,
+        last_used=NOW,
+        average_generation_seconds=None,
+        performance_score=None,
+    )
+
+
+def missing_everywhere(*models: DesiredModel, **usage: float) -> Observation:
+    return Observation(
+        cache={},
+        remote={m.name: remote(m.repo) for m in models},
+        verifications={},
+        disk=None,
+        usage={name: used(rate) for name, rate in usage.items()},
+    )
+
+
 def test_usage_orders_equal_priorities_and_never_lowers_declared() -> None:
     models = (model("a", "org/a"), model("b", "org/b"), model("c", "org/c", priority=Priority.HIGH))
-    observed = Observation(
-        cache={}, remote={m.name: remote(m.repo) for m in models}, verifications={}, disk=None
-    )
-    p = plan(desired(*models), observed, NOW, usage={"b": 0.5, "a": 0.05})
+    p = plan(desired(*models), missing_everywhere(*models, b=0.5, a=0.05), NOW)
     assert [a.model for a in p.actions] == ["c", "b", "a"]
+
+
+# Per model: (declared priority, uses/day); then the expected order of their downloads.
+ORDER_CASES = [
+    pytest.param({"a": ("auto", 0), "b": ("auto", 0), "c": ("auto", 0)}, "abc", id="tie-by-name"),
+    pytest.param(
+        {"a": ("low", 0), "b": ("critical", 0), "c": ("medium", 0), "d": ("high", 0)},
+        "bdca",
+        id="declared-priorities",
+    ),
+    pytest.param(
+        {"a": ("auto", 0.05), "b": ("auto", 0.5), "c": ("auto", 5)}, "cba", id="auto-from-usage"
+    ),
+    pytest.param(
+        {"a": ("medium", 0.2), "b": ("medium", 0.9)}, "ba", id="same-priority-more-used-first"
+    ),
+    pytest.param(
+        {"a": ("low", 0.1), "b": ("low", 0.1), "c": ("low", 0.0)},
+        "abc",
+        id="same-priority-same-usage-by-name",
+    ),
+    pytest.param(
+        {"a": ("low", 2.0), "b": ("high", 0.0)}, "ab", id="usage-raises-low-to-high-then-usage"
+    ),
+    pytest.param(
+        {"a": ("critical", 0.0), "b": ("auto", 50.0)}, "ab", id="usage-never-beats-critical"
+    ),
+    pytest.param(
+        {"a": ("auto", 0.1), "b": ("low", 0.1001)}, "ba", id="threshold-is-strictly-more-than"
+    ),
+    pytest.param(
+        {"a": ("high", 0.0), "b": ("auto", 1.01), "c": ("medium", 3.0)},
+        "cba",
+        id="equal-effective-high-then-usage",
+    ),
+    pytest.param(
+        {"a": ("medium", 0.0), "b": ("auto", 0.5)}, "ba", id="declared-equals-usage-then-usage"
+    ),
+]
+
+
+@pytest.mark.parametrize(("declared", "expected"), ORDER_CASES)
+def test_download_order_table(declared: dict[str, tuple[str, float]], expected: str) -> None:
+    models = tuple(
+        model(name, f"org/{name}", priority=Priority(prio)) for name, (prio, _) in declared.items()
+    )
+    usage = {name: rate for name, (_, rate) in declared.items() if rate}
+    # Declared in reverse, so the manifest's order cannot be what sorts them.
+    p = plan(desired(*reversed(models)), missing_everywhere(*models, **usage), NOW)
+    assert "".join(a.model for a in p.actions) == expected
+
+
+def test_repairs_come_before_downloads_whatever_the_priority() -> None:
+    broken = model("broken", "org/d", priority=Priority.LOW)
+    wanted = model("wanted", "org/w", priority=Priority.CRITICAL)
+    observed = Observation(
+        cache={"org/d": cached("org/d")},
+        remote={"broken": remote("org/d"), "wanted": remote("org/w")},
+        verifications=verified("org/d", ok=False),
+        disk=None,
+        usage={"wanted": used(9.0)},
+    )
+    p = plan(desired(wanted, broken), observed, NOW)
+    assert [(a.kind.value, a.model) for a in p.actions] == [
+        ("repair", "broken"),
+        ("download", "wanted"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("declared", "rate", "priority", "reason"),
+    [
+        (Priority.AUTO, 0.0, Priority.LOW, "priority low (auto: 0 uses/day)"),
+        (Priority.AUTO, 2.5, Priority.HIGH, "priority high (auto: 2.5 uses/day)"),
+        (Priority.CRITICAL, 9.0, Priority.CRITICAL, "priority critical (declared)"),
+        (
+            Priority.LOW,
+            0.5,
+            Priority.MEDIUM,
+            "priority medium (declared low, raised by usage: 0.5 uses/day)",
+        ),
+    ],
+)
+def test_each_action_says_why_it_has_its_priority(
+    declared: Priority, rate: float, priority: Priority, reason: str
+) -> None:
+    m = model(priority=declared)
+    observed = replace(observation(), usage={"m": used(rate)} if rate else {})
+    (action,) = plan(desired(m), observed, NOW).actions
+    assert (action.priority, action.priority_reason) == (priority, reason)
+
+
+def test_requested_on_demand_model_is_planned_and_unrequested_is_not() -> None:
+    m = model(policy=Policy.ON_DEMAND)
+    assert plan(desired(m), observation(), NOW).actions == ()
+    requested = replace(observation(), requested=frozenset({"m"}))
+    assert kinds(plan(desired(m), requested, NOW)) == [("download", "m", ALL, "Missing")]
+
+
+def test_queue_positions_and_bytes_ahead_follow_the_plan() -> None:
+    models = (
+        model("a", "org/a", priority=Priority.LOW),
+        model("b", "org/b", priority=Priority.CRITICAL),
+        model("c", "org/c", priority=Priority.LOW),
+    )
+    observed = Observation(
+        cache={"org/c": cached("org/c")},  # present but unverified: a verify, no transfer
+        remote={m.name: remote(m.repo) for m in models},
+        verifications={},
+        disk=None,
+    )
+    entries = queue(plan(desired(*models), observed, NOW))
+    assert entries == {
+        "c": QueueEntry(position=1, bytes_ahead=0, bytes=0),
+        "b": QueueEntry(position=2, bytes_ahead=0, bytes=1015),
+        "a": QueueEntry(position=3, bytes_ahead=1015, bytes=1015),
+    }
+    assert entries["a"].bytes_until_done == 2030
 
 
 @pytest.mark.parametrize(
     ("declared", "uses", "expected"),
     [
         (Priority.AUTO, 0.0, Priority.LOW),
-        (Priority.AUTO, 0.1, Priority.LOW),
+        (Priority.AUTO, 0.1, Priority.LOW),  # "more than 0.1": the boundary itself is low
+        (Priority.AUTO, 3 / 30, Priority.LOW),  # 3 uses in a 30-day window
         (Priority.AUTO, 0.11, Priority.MEDIUM),
-        (Priority.AUTO, 1.0, Priority.MEDIUM),
+        (Priority.AUTO, 4 / 30, Priority.MEDIUM),
+        (Priority.AUTO, 1.0, Priority.MEDIUM),  # "more than 1": the boundary itself is medium
         (Priority.AUTO, 1.5, Priority.HIGH),
+        (Priority.AUTO, 1000.0, Priority.HIGH),  # usage alone never makes a model critical
+        (Priority.LOW, 0.0, Priority.LOW),
+        (Priority.LOW, 0.5, Priority.MEDIUM),
         (Priority.LOW, 2.0, Priority.HIGH),
-        (Priority.CRITICAL, 0.0, Priority.CRITICAL),
-        (Priority.HIGH, 0.5, Priority.HIGH),
+        (Priority.MEDIUM, 0.0, Priority.MEDIUM),  # a declared priority is never lowered
         (Priority.MEDIUM, 5.0, Priority.HIGH),
+        (Priority.HIGH, 0.0, Priority.HIGH),
+        (Priority.HIGH, 0.5, Priority.HIGH),
+        (Priority.CRITICAL, 0.0, Priority.CRITICAL),
+        (Priority.CRITICAL, 50.0, Priority.CRITICAL),
     ],
 )
 def test_effective_priority(declared: Priority, uses: float, expected: Priority) -> None:

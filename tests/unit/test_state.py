@@ -110,14 +110,14 @@ def test_appended_migration_is_applied_on_next_open(
 ) -> None:
     with StateStore.open(tmp_path) as store:
         store.record_verification("org/repo", _verification())
-    later = (*state.MIGRATIONS, ("CREATE TABLE usage_events (model TEXT, at TEXT)",))
+    later = (*state.MIGRATIONS, ("CREATE TABLE later_table (model TEXT, at TEXT)",))
     monkeypatch.setattr(state, "MIGRATIONS", later)
 
     with StateStore.open(tmp_path) as store:
         assert store.schema_version == len(later)
         assert list(store.verifications()) == [("org/repo", "f" * 64)]
 
-    assert "usage_events" in _tables(tmp_path)
+    assert "later_table" in _tables(tmp_path)
     assert _user_version(tmp_path) == len(later)
 
 
