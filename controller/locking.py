@@ -259,9 +259,12 @@ def plan(
     elif observed.disk is not None:  # a plan of this machine: its disk is the budget's base
         disk = observed.disk
         percent = manifests.retention.max_storage_usage_percent
-        # The percentage is of the whole disk, so everything on it counts, not just models.
-        used = disk.total - disk.free
-        over, note = budget.check(the_plan, on_disk=used, budget=budget.from_percent(percent, disk))
+        # The budget is the share of the disk the models may take; what other programs keep
+        # there is not modelsync's to count (the planner separately refuses transfers that
+        # exceed the free space).  Counting it would fail every plan on a busy shared disk.
+        over, note = budget.check(
+            the_plan, on_disk=on_disk, budget=budget.from_percent(percent, disk)
+        )
     else:
         over, note = [], []
         if state_file is not None:

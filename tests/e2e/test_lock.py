@@ -255,7 +255,7 @@ def test_an_over_budget_plan_exits_1_with_the_numbers(work: Workdir, hub: LocalH
 
 
 def test_retention_percentage_is_the_default_budget(work: Workdir) -> None:
-    # Any real disk holds more than a millionth of its size: this plan cannot fit.
+    # A millionth of a disk under 2.7 TB is less than the 2.7 MB this model needs.
     work.write_manifest([TINY], retention={"max_storage_usage_percent": 0.0001})
     ok(work.reconcile("lock"))
     run = ok(work.reconcile("--plan", "--locked"), 1)
