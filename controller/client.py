@@ -27,7 +27,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict
 from controller import availability, status
 from controller.assess import assess
 from controller.availability import ModelRequestResult
+from controller.clock import utcnow
 from controller.domain import DesiredModel, DesiredState, Observation, Phase, Policy
 from controller.manifest import load_manifests, to_desired
 from controller.observe import observe
@@ -45,10 +46,6 @@ from controller.usage import window_start
 
 Clock = Callable[[], datetime]
 _Hints = tuple[Mapping[str, Failure], Mapping[str, Phase]]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class UnknownModelError(KeyError):
