@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from controller.domain import FileWork, Reason, Verification
+from controller.formats import safetensors_problem
 from controller.hashing import check_blob
 from controller.state import StateStore
 
@@ -36,7 +37,11 @@ def inspect(
 ) -> Inspection:
     try:
         st = path.stat()
-        if trust_unchanged and _unchanged(store, repo, f, st.st_size, st.st_mtime_ns, st.st_ino):
+        if (
+            trust_unchanged
+            and _unchanged(store, repo, f, st.st_size, st.st_mtime_ns, st.st_ino)
+            and not _malformed(f, path, st.st_size)
+        ):
             return Inspection(ok=True, hashed=False)
         ok, digest = (False, "") if st.st_size != f.size else check_blob(path, f.etag)
     except OSError as e:
@@ -67,6 +72,15 @@ def inspect(
         Reason.CHECKSUM_MISMATCH,
         f"{f.path}: content hashes to {digest[:16]}…, expected {f.etag[:16]}…",
     )
+
+
+def _malformed(f: FileWork, path: Path, size: int) -> bool:
+    """A trusted file whose structure is inconsistent is hashed after all.
+
+    The structure only triggers a hash, it never decides: the digest is the verdict, so a
+    file the hub itself publishes oddly cannot make a model flap between states.
+    """
+    return f.path.endswith(".safetensors") and safetensors_problem(path, size) is not None
 
 
 def _unchanged(

@@ -14,6 +14,8 @@ at import). Faults and the request log come straight from the server::
 from __future__ import annotations
 
 import fnmatch
+import json
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -93,3 +95,12 @@ class LocalHub:
     def blob(self, repo_id: str, etag: str) -> Path:
         """The served blob file, e.g. to damage it in a test."""
         return self.repo_dir(repo_id) / "blobs" / etag
+
+
+def safetensors_bytes(data: bytes, name: str = "weight") -> bytes:
+    """A valid safetensors file holding ``data`` as one uint8 tensor."""
+    header = json.dumps(
+        {name: {"dtype": "U8", "shape": [len(data)], "data_offsets": [0, len(data)]}}
+    ).encode()
+    header += b" " * (-len(header) % 8)  # the format pads the header to 8 bytes
+    return struct.pack("<Q", len(header)) + header + data

@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -40,9 +41,15 @@ CHUNK = 8 << 20
 
 
 def write_random(path: Path, size: int) -> None:
+    """A valid safetensors file (so verification's structural check passes) of random data."""
     block = os.urandom(CHUNK)
     with path.open("wb") as out:
-        left = size
+        data = size - 8 - 128
+        header = json.dumps(
+            {"w": {"dtype": "U8", "shape": [data], "data_offsets": [0, data]}}
+        ).encode()
+        out.write(struct.pack("<Q", 128) + header.ljust(128))
+        left = data
         while left > 0:
             out.write(block[: min(left, CHUNK)])
             # Vary each block so no two chunks share content (defeats any dedup).

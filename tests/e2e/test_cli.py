@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from cli import Workdir
-from hub import LocalHub
+from hub import LocalHub, safetensors_bytes
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
-WEIGHTS = bytes(range(256)) * 8192  # 2 MiB: an LFS file
-SHARD = b"\x01\x02" * 300_000  # 600 kB, .safetensors: LFS by extension
+WEIGHTS = safetensors_bytes(bytes(range(256)) * 8192)  # 2 MiB: an LFS file
+SHARD = safetensors_bytes(b"\x01\x02" * 300_000)  # 600 kB, .safetensors: LFS by extension
 CONFIG = b'{"model_type": "tiny"}'
 TOKENIZER = b'{"vocab": {"a": 1}}'
 REPO_FILES: dict[str, bytes] = {
