@@ -11,6 +11,16 @@ that applications and ``reconcile request|use`` use.
                                         model is not available yet: read ``success``)
     POST /v1/models/{name}/use          record a use; body {"generation_seconds": 12.5}
                                         (optional)
+    POST /v1/models/{name}/pause        stop all work on the model until resumed (kept in the
+                                        state database); the model's status
+    POST /v1/models/{name}/resume       lift the pause; the model's status
+    POST /v1/models/{name}/lease        mark it in use: retention never deletes it and an
+                                        update never switches it while the lease lives;
+                                        body {"ttl_seconds": 60, "holder": "worker-3"}
+                                        (optional); answers the lease_id and expires_at.
+                                        POST again with {"lease_id": ...} before then to
+                                        renew it; 409 while retention is evicting the model
+    DELETE /v1/models/{name}/lease[/{lease_id}]  release it (or {"lease_id": ...} in the body)
 
 Errors are JSON too: ``{"error": "..."}`` with 400 (bad body), 404 (unknown model or
 route; an unknown model also lists ``declared_models``), 405 (wrong method, with
@@ -26,15 +36,19 @@ import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from controller import status
+from controller import leases, status
 from controller.client import ModelAvailability, UnknownModelError
+from controller.state import BeingEvictedError
 
 log = logging.getLogger("modelsync.api")
 
 JSON = dict[str, Any]
 Response = tuple[int, JSON]
 
-_MODEL_ROUTE = re.compile(r"^/v1/models/(?P<name>[^/]+)(?P<verb>/request|/use)?/?$")
+_MODEL_ROUTE = re.compile(
+    r"^/v1/models/(?P<name>[^/]+)"
+    r"(?P<verb>/request|/use|/pause|/resume|/lease(?:/(?P<lease>[^/]+))?)?/?$"
+)
 
 
 class BadRequest(ValueError):
@@ -71,14 +85,56 @@ class Api:
             if method != "GET":
                 return _not_allowed("GET")
             return 200, self.client.status(name).model_dump(mode="json")
+        if verb.startswith("/lease"):
+            return _lease(self.client, method, name, match["lease"], _json_object(body))
         if method != "POST":
             return _not_allowed("POST")
+        if verb in ("/pause", "/resume"):
+            change = self.client.pause if verb == "/pause" else self.client.resume
+            return 200, change(name).model_dump(mode="json")
         if verb == "/request":
             result = self.client.request(name)
             code = 404 if result.declared_models else 200
             return code, result.model_dump(mode="json")
         seconds = _generation_seconds(_json_object(body))
         return 200, self.client.record_use(name, seconds).model_dump(mode="json")
+
+
+def _lease(
+    client: ModelAvailability, method: str, name: str, in_path: str | None, data: JSON
+) -> Response:
+    """POST takes or renews a lease (renew it within its ttl, or it lapses); DELETE ends it.
+    The lease id comes from the body's ``lease_id`` or the path's last segment."""
+    unknown = sorted(set(data) - {"lease_id", "ttl_seconds", "holder"})
+    if unknown:
+        raise BadRequest(
+            f"unknown field(s) {', '.join(unknown)}; allowed: lease_id, ttl_seconds, holder"
+        )
+    lease_id = data.get("lease_id", in_path)
+    if lease_id is not None and (not isinstance(lease_id, str) or not lease_id):
+        raise BadRequest("lease_id must be a non-empty string")
+    if method == "DELETE":
+        if lease_id is None:
+            raise BadRequest("which lease? give lease_id in the body or the path")
+        if not client.release_lease(name, lease_id):
+            return 404, {"error": f"no lease {lease_id} on {name}"}
+        return 200, {"released": True, "lease_id": lease_id, "model": name}
+    if method != "POST":
+        allowed = ["POST", "DELETE"]
+        return 405, {"error": "method not allowed; use POST or DELETE", "allowed": allowed}
+    ttl = data.get("ttl_seconds", leases.DEFAULT_TTL_SECONDS)
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < math.inf:
+        raise BadRequest("ttl_seconds must be a positive number of seconds")
+    holder = data.get("holder")
+    if holder is not None and not isinstance(holder, str):
+        raise BadRequest("holder must be a string")
+    try:
+        grant = client.acquire_lease(name, ttl_seconds=float(ttl), lease_id=lease_id, holder=holder)
+    except BeingEvictedError as e:
+        return 409, {"error": str(e)}
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    return 200, grant.model_dump(mode="json")
 
 
 def _not_allowed(allowed: str) -> Response:

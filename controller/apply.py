@@ -3,7 +3,8 @@
 Apply takes only the plan (and the means to act); it never re-plans.  A model whose action
 fails is recorded as failed and the next model goes on.  A model's ref is pointed at its
 commit only after every one of its actions succeeded, so applications resolving the
-revision never land on a commit with missing or unverified files.
+revision never land on a commit with missing or unverified files.  Its deletions (an old
+revision, say) come after that, and only then.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from controller.cancel import Cancelled
 from controller.domain import Action, ActionKind, Phase, Plan, Reason
 from controller.status import Failure
-from reconcilers import download, integrity
+from reconcilers import download, integrity, retention
 from reconcilers.base import ActionResult, FileOutcome, Workspace
 
 log = logging.getLogger("modelsync.apply")
@@ -24,6 +26,7 @@ _RECONCILERS = {
     ActionKind.UPDATE: download.apply,
     ActionKind.REPAIR: integrity.apply,
     ActionKind.VERIFY: integrity.apply,
+    ActionKind.DELETE: retention.apply,
 }
 
 PhaseListener = Callable[[dict[str, Phase], dict[str, Failure]], None]
@@ -33,6 +36,9 @@ PhaseListener = Callable[[dict[str, Phase], dict[str, Failure]], None]
 class ApplyOutcome:
     results: tuple[ActionResult, ...]
     failures: dict[str, Failure]
+    # Models whose work was asked to stop (suspended, paused, shutting down) before it
+    # finished: neither done nor failed, and their partial files are kept.
+    stopped: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -44,28 +50,48 @@ def apply_plan(
     workspace: Workspace,
     *,
     on_phase: PhaseListener | None = None,
+    should_stop: Callable[[str], bool] | None = None,
 ) -> ApplyOutcome:
-    """``on_phase`` is told each time a model enters or leaves a transfer phase."""
+    """``on_phase`` is told each time a model enters or leaves a transfer phase.
+
+    ``should_stop(model)`` is asked before each model; a model whose work is stopped
+    meanwhile (the workspace raises :class:`~controller.cancel.Cancelled`) keeps its ref
+    where it was and the next model goes on.
+    """
     results: list[ActionResult] = []
     failures: dict[str, Failure] = {}
     in_progress: dict[str, Phase] = {}
+    stopped: list[str] = []
     for model, actions in _by_model(plan.actions).items():
+        if should_stop is not None and should_stop(model):
+            stopped.append(model)
+            continue
         transient = _transfer_phase(actions)
         if transient is not None:
             in_progress[model] = transient
             if on_phase:
                 on_phase(dict(in_progress), dict(failures))
-        model_results = _apply_model(actions, workspace)
+        work = [a for a in actions if a.kind is not ActionKind.DELETE]
+        model_results, cancelled = _apply_model(work, workspace)
+        if not cancelled and _failure(model, model_results) is None:
+            if work:
+                workspace.point_ref(work[-1])
+            # Deletions run last, and only once the model's other work succeeded and its ref
+            # moved: an old revision goes only after the new one serves.
+            deletions = [a for a in actions if a.kind is ActionKind.DELETE]
+            deleted, cancelled = _apply_model(deletions, workspace)
+            model_results.extend(deleted)
         results.extend(model_results)
         failure = _failure(model, model_results)
-        if failure is None:
-            workspace.point_ref(actions[-1])
-        else:
+        if cancelled:
+            log.info("%s: stopped at a safe point; partial files are kept", model)
+            stopped.append(model)
+        elif failure is not None:
             failures[model] = failure
         in_progress.pop(model, None)
         if on_phase:
             on_phase(dict(in_progress), dict(failures))
-    return ApplyOutcome(tuple(results), failures)
+    return ApplyOutcome(tuple(results), failures, tuple(stopped))
 
 
 def _by_model(actions: tuple[Action, ...]) -> dict[str, list[Action]]:
@@ -84,12 +110,17 @@ def _transfer_phase(actions: list[Action]) -> Phase | None:
     return None
 
 
-def _apply_model(actions: list[Action], workspace: Workspace) -> list[ActionResult]:
+def _apply_model(
+    actions: list[Action], workspace: Workspace
+) -> tuple[list[ActionResult], bool]:
+    """The results of the model's actions, and whether its work was stopped midway."""
     results = []
     for action in actions:
         log.info("%s %s: %s", action.kind.value, action.model, action.message)
         try:
             results.append(_RECONCILERS[action.kind](action, workspace))
+        except Cancelled:
+            return results, True
         except OSError as e:
             # A full disk or a permission problem fails this model, not the whole run.
             outcome = FileOutcome(
@@ -99,10 +130,12 @@ def _apply_model(actions: list[Action], workspace: Workspace) -> list[ActionResu
                 detail=f"{action.kind.value} failed: {e.strerror or e}",
             )
             results.append(ActionResult(action, (outcome,)))
-    return results
+    return results, False
 
 
 def _reason_for(action: Action) -> Reason:
+    if action.kind is ActionKind.DELETE:
+        return Reason.DELETE_FAILED
     return Reason.DOWNLOAD_FAILED if action.kind is not ActionKind.VERIFY else Reason.CORRUPTED
 
 

@@ -14,6 +14,7 @@ from controller.domain import (
     CachedFile,
     CachedRepo,
     DesiredModel,
+    Eviction,
     FileWork,
     Observation,
     Policy,
@@ -51,6 +52,9 @@ class Assessment:
     reusable: frozenset[str] = frozenset()  # etags whose blob another snapshot already holds
     partial: Mapping[str, int] = field(default_factory=dict)  # etag -> bytes of a partial file
     requested: bool = False  # someone asked for the model and the request is not yet fulfilled
+    paused: bool = False  # paused through the API: ``model.suspend`` is set as if declared
+    in_use: bool = False  # a live lease holds it: nothing deletes it or switches its ref
+    evicted: Eviction | None = None  # retention evicted it, and nobody requested it since
 
     def transfer_bytes(self, files: tuple[FileWork, ...]) -> int:
         """Bytes that must travel to fetch ``files``: a blob already cached is only linked,
@@ -88,6 +92,16 @@ class Assessment:
         return self.model.policy is Policy.ON_DEMAND and self.absent and not self.requested
 
     @property
+    def retired(self) -> bool:
+        """Evicted and not requested since: whatever is left of it (files another model
+        shares, or an eviction killed halfway) is not fetched, verified or repaired again."""
+        return (
+            self.evicted is not None
+            and self.model.policy is Policy.ON_DEMAND
+            and not self.requested
+        )
+
+    @property
     def awaiting_request(self) -> bool:
         """An on-demand model that was requested and is not yet all on disk (QUEUED)."""
         return (
@@ -98,7 +112,15 @@ class Assessment:
 
 
 def assess(model: DesiredModel, observed: Observation) -> Assessment:
-    found = _assess(model, observed)
+    paused = model.name in observed.paused and not model.suspend
+    # A pause acts exactly like the manifest's suspend, so every reconciler skips the model.
+    found = _assess(replace(model, suspend=True) if paused else model, observed)
+    if paused:
+        found = replace(found, paused=True)
+    if model.name in observed.leases:
+        found = replace(found, in_use=True)
+    if model.name in observed.evicted:
+        found = replace(found, evicted=observed.evicted[model.name])
     if model.name in observed.requested:
         return replace(found, requested=True)
     return found

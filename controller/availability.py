@@ -14,7 +14,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller import status
+from controller import retention_view, status
 from controller.domain import DesiredModel, DesiredState, Disk, Observation, Phase, Plan, Reason
 from controller.plan import QueueEntry, assess_all, plan, queue
 from controller.status import Failure, ModelStatus, StatusReport
@@ -100,6 +100,7 @@ def snapshot(
         errors=the_plan.errors,
         usage=observed.usage,
         queue_positions={name: e.position for name, e in entries.items()},
+        retention=retention_view.from_plan(the_plan),
     )
     return Snapshot(the_plan, entries, report, observed.throughput, observed.disk)
 

@@ -2,16 +2,17 @@
 
 The planner's own check compares transfers with the free space of the disk it can see.  In CI
 that disk is the runner's, which says nothing about the machine the plan is for, so the fit is
-checked against a budget instead: what the models already hold plus what the plan transfers
-must not exceed it.  Pure: the caller measures the disk.
+checked against a budget instead: what the models already hold, plus what the plan transfers,
+minus what its deletions free, must not exceed it.  Retention (``reconcilers.retention``)
+chooses evictions until it does; this module holds the numbers and their wording.  Pure: the
+caller measures the disk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from controller.domain import ActionKind, DesiredModel, Disk, Observation, Plan
+from controller.domain import BudgetFit, Disk, Plan
 from controller.units import human_bytes
 
 
@@ -34,38 +35,43 @@ def from_percent(percent: float, disk: Disk) -> Budget:
     )
 
 
-def used_by_models(observed: Observation, models: Iterable[DesiredModel]) -> int:
-    """Bytes the declared models' blobs take in the cache, each blob counted once."""
-    blobs: dict[tuple[str, str], int] = {}
-    for repo in sorted({m.repo for m in models}):
-        for files in observed.repo(repo).snapshots.values():
-            for f in files.values():
-                if f.size > 0:
-                    blobs[(repo, f.blob or f.path)] = f.size
-    return sum(blobs.values())
-
-
 def check(plan: Plan, *, on_disk: int, budget: Budget) -> tuple[list[str], list[str]]:
     """(errors, warnings): an error when the plan's transfers take the disk over budget.
 
-    A disk already over budget with nothing to transfer is only a warning: the plan does not
-    make it worse, and freeing space is retention's job.
+    For a plan made without the machine's cache (``--state``), so retention could not choose
+    evictions there.  A disk already over budget with nothing to transfer is then only a
+    warning: the plan does not make it worse.
     """
-    transfers = sum(a.bytes for a in plan.actions if a.kind is not ActionKind.VERIFY)
-    total = on_disk + transfers
-    if total <= budget.bytes:
-        return [], []
-    numbers = (
-        f"{_amount(on_disk)} on disk + {_amount(transfers)} to transfer = {_amount(total)}, "
-        f"{_amount(total - budget.bytes)} more than the budget of {_amount(budget.bytes)} "
-        f"({budget.source})"
+    fit = BudgetFit(
+        budget=budget.bytes,
+        source=budget.source,
+        on_disk=on_disk,
+        transfers=plan.download_bytes,
+        freed=plan.freed_bytes,
     )
-    if transfers == 0:
-        return [], [f"already over the disk budget: {numbers}"]
-    return [
-        f"the plan does not fit the disk budget: {numbers}; raise the budget, free space "
-        "on the machine, or narrow the models' include patterns"
-    ], []
+    if fit.fits:
+        return [], []
+    if fit.transfers == 0:
+        return [], [f"already over the disk budget: {numbers(fit)}"]
+    return [f"the plan does not fit the disk budget: {numbers(fit)}; {REMEDY}"], []
+
+
+REMEDY = "raise the budget, free space on the machine, or narrow the models' include patterns"
+
+
+def numbers(fit: BudgetFit) -> str:
+    """The arithmetic of a fit, in the words and order a reader checks it in."""
+    freed = f" - {_amount(fit.freed)} freed" if fit.freed else ""
+    total = (
+        f"{_amount(fit.on_disk)} on disk + {_amount(fit.transfers)} to transfer{freed} = "
+        f"{_amount(fit.total)}"
+    )
+    if fit.fits:
+        return f"{total}, within the budget of {_amount(fit.budget)} ({fit.source})"
+    return (
+        f"{total}, {_amount(fit.total - fit.budget)} more than the budget of "
+        f"{_amount(fit.budget)} ({fit.source})"
+    )
 
 
 def _amount(n: int) -> str:

@@ -9,11 +9,13 @@ from manifests and from a hub, and neither is trusted.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from controller.domain import CachedFile, CachedRepo, PartialFile
 
 QUARANTINE_DIR = ".quarantine"
+MODEL_PREFIX = "models--"
 
 
 class UnsafePathError(ValueError):
@@ -21,7 +23,25 @@ class UnsafePathError(ValueError):
 
 
 def repo_folder(cache_dir: Path, repo: str) -> Path:
-    return _inside(cache_dir, cache_dir / ("models--" + repo.replace("/", "--")))
+    return _inside(cache_dir, cache_dir / (MODEL_PREFIX + repo.replace("/", "--")))
+
+
+def list_repos(cache_dir: Path) -> list[str]:
+    """The model repos the cache holds, whoever put them there (``models--org--name``).
+
+    Datasets and spaces are not models and are left out; so is anything that is not a
+    directory, such as huggingface_hub's ``.locks`` or ``CACHEDIR.TAG``.
+    """
+    if not cache_dir.is_dir():
+        return []
+    return sorted(
+        entry.name[len(MODEL_PREFIX) :].replace("--", "/")
+        for entry in cache_dir.iterdir()
+        if entry.name.startswith(MODEL_PREFIX)
+        and len(entry.name) > len(MODEL_PREFIX)
+        and entry.is_dir()
+        and not entry.is_symlink()
+    )
 
 
 def snapshot_path(cache_dir: Path, repo: str, commit: str, path: str) -> Path:
@@ -76,6 +96,7 @@ def read_repo(cache_dir: Path, repo: str) -> CachedRepo:
         refs=_read_refs(folder / "refs"),
         snapshots=_read_snapshots(folder),
         partials=_read_partials(folder / "blobs"),
+        blobs=_read_blobs(folder / "blobs"),
     )
 
 
@@ -146,3 +167,19 @@ def _read_partials(blobs_dir: Path) -> tuple[PartialFile, ...]:
         except OSError:
             continue
     return tuple(partials)
+
+
+def _read_blobs(blobs_dir: Path) -> dict[str, int]:
+    if not blobs_dir.is_dir():
+        return {}
+    blobs: dict[str, int] = {}
+    for path in blobs_dir.iterdir():
+        if path.name.endswith(".incomplete"):
+            continue  # a download in progress, reported as a partial
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            blobs[path.name] = st.st_size
+    return blobs

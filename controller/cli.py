@@ -2,13 +2,18 @@
 
     reconcile --plan  [-f PATH] [--json] [--detailed-exitcode] [--offline] [--locked]
                       [--state FILE] [--budget-bytes N]
-    reconcile --apply [-f PATH] [--json] [--locked]
+    reconcile --apply [-f PATH] [--json] [--locked] [--budget-bytes N]
+    reconcile --watch [-f PATH] [--locked] [--host H] [--port P] [--log-format text|json]
     reconcile lock     [-f PATH] [--upgrade [MODEL...]]
     reconcile validate [-f PATH]
     reconcile status   [-f PATH] [--json]
     reconcile verify   [-f PATH] [MODEL...] [--full] [--json]
     reconcile request  NAME [-f PATH] [--wait] [--timeout S] [--json]
     reconcile use      NAME [-f PATH] [--generation-seconds S] [--json]
+    reconcile pause    NAME [-f PATH] [--json]
+    reconcile resume   NAME [-f PATH] [--json]
+    reconcile adopt    NAME... [-f PATH] [--json]
+    reconcile lease    NAME [-f PATH] [--ttl S] -- COMMAND [ARG...]
     reconcile schema
     reconcile serve DIR [--host H] [--port P]
 
@@ -25,7 +30,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from controller import __version__
+from controller import __version__, logs
+from controller.logs import LogFormat
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 DEFAULT_MANIFESTS = "manifests"
@@ -48,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--plan", action="store_true", help="show what would change; change nothing")
     mode.add_argument("--apply", action="store_true", help="converge once, then write status")
+    mode.add_argument(
+        "--watch",
+        action="store_true",
+        help="run the controller: converge now, then on every manifest edit, resync, update "
+        "check and request; serves the HTTP API",
+    )
     _manifest_arg(parser)
     _output_args(parser)
     parser.add_argument(
@@ -75,10 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget-bytes",
         type=_byte_count,
         metavar="N",
-        help="with --plan: fail unless the models' bytes on disk plus the plan's transfers fit "
-        "in N bytes (default: retention.max_storage_usage_percent of the cache disk)",
+        help="with --plan or --apply: the disk budget, in bytes, for what modelsync manages: its "
+        "models on disk plus the plan's transfers minus its deletions; retention evicts to keep "
+        "to it, and a plan that cannot fit fails (default: "
+        "retention.max_storage_usage_percent of the cache disk)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log each step to stderr")
+    parser.add_argument(
+        "--log-format",
+        choices=[f.value for f in LogFormat],
+        default=LogFormat.TEXT.value,
+        help="text (default) or json: one JSON object per line, for log collectors",
+    )
+    parser.add_argument(
+        "--host", help="with --watch: the API's address (default: spec.controller.host)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        help="with --watch: the API's port, 0 for any free one (default: spec.controller.port)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     validate = sub.add_parser("validate", help="check manifests and report every problem")
     _manifest_arg(validate)
@@ -131,6 +159,38 @@ def build_parser() -> argparse.ArgumentParser:
     use.add_argument(
         "--generation-seconds", type=_seconds, metavar="S", help="how long generating took"
     )
+    for verb, text in (
+        ("pause", "stop all work on a model until resumed (kept in the state database)"),
+        ("resume", "lift a pause"),
+    ):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("name", metavar="NAME", help="a model name declared in the manifests")
+        _manifest_arg(p)
+        _output_args(p)
+    adopt = sub.add_parser(
+        "adopt",
+        help="take ownership of models already in the cache (downloaded by another tool), so "
+        "retention may delete them once they are no longer needed",
+    )
+    adopt.add_argument("names", nargs="+", metavar="NAME", help="models declared in the manifests")
+    _manifest_arg(adopt)
+    _output_args(adopt)
+    lease = sub.add_parser(
+        "lease",
+        usage="reconcile lease NAME [-f PATH] [--ttl S] -- COMMAND [ARG...]",
+        help="run a command while a model is marked in use: retention never deletes it and an "
+        "update never switches it meanwhile",
+    )
+    lease.add_argument("name", metavar="NAME", help="a model name declared in the manifests")
+    _manifest_arg(lease)
+    lease.add_argument(
+        "--ttl",
+        type=_seconds,
+        default=60.0,
+        metavar="S",
+        help="the lease lapses S seconds after its last heartbeat (one every S/3) if this "
+        "process hangs; it ends at once if this process dies (default: 60)",
+    )
     sub.add_parser("schema", help="print the manifest's JSON Schema")
     serve = sub.add_parser(
         "serve", help="serve a cache directory over the Hugging Face hub protocol"
@@ -176,11 +236,16 @@ def _output_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    words = list(sys.argv[1:] if argv is None else argv)
+    # `reconcile lease NAME [options] -- COMMAND...`: what follows `--` is the command's own,
+    # split off here because argparse cannot place options before a trailing command.
+    cut = words.index("--") if "--" in words else len(words)
+    args = build_parser().parse_args(words[:cut])
+    args.run = words[cut + 1 :]
+    # A controller reports what it does; a one-shot command only its problems (or -v).
+    logs.configure(
+        logging.INFO if args.verbose or args.watch else logging.WARNING,
+        LogFormat(args.log_format),
     )
     try:
         return _dispatch(args)
@@ -212,8 +277,27 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.show_status(args.path, args.status_file, as_json=args.json)
     if args.command == "lock":
         return commands.lock(args.path, args.upgrade)
-    if (args.state is not None or args.budget_bytes is not None) and not args.plan:
-        print("reconcile: --state and --budget-bytes only apply to --plan", file=sys.stderr)
+    if args.command == "adopt":
+        return commands.adopt(args.path, args.names, as_json=args.json)
+    if args.command == "lease":
+        return commands.lease(args.path, args.name, args.run, ttl=args.ttl)
+    if args.run:
+        print("reconcile: only `lease` runs a command given after --", file=sys.stderr)
+        return EXIT_ERROR
+    if args.command in ("pause", "resume"):
+        return commands.pause(
+            args.path, args.name, resume=args.command == "resume", as_json=args.json
+        )
+    if (args.host is not None or args.port is not None) and not args.watch:
+        print("reconcile: --host and --port only apply to --watch", file=sys.stderr)
+        return EXIT_ERROR
+    if args.watch:
+        return commands.watch(args.path, host=args.host, port=args.port, locked=args.locked)
+    if args.state is not None and not args.plan:
+        print("reconcile: --state only applies to --plan", file=sys.stderr)
+        return EXIT_ERROR
+    if args.budget_bytes is not None and not (args.plan or args.apply):
+        print("reconcile: --budget-bytes only applies to --plan and --apply", file=sys.stderr)
         return EXIT_ERROR
     if args.plan:
         return commands.plan(
@@ -227,7 +311,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
     if args.apply:
         return commands.apply(
-            args.path, as_json=args.json, offline=args.offline, locked=args.locked
+            args.path,
+            as_json=args.json,
+            offline=args.offline,
+            locked=args.locked,
+            budget_bytes=args.budget_bytes,
         )
     build_parser().print_help(sys.stderr)
     return EXIT_ERROR

@@ -12,6 +12,10 @@
         else:
             print(result.phase, result.estimated_wait_seconds, result.action_required)
 
+While an application loads or runs a model, ``with models.use("t2v-A14B"):`` marks it in use
+(a lease in the state database): retention does not delete it, and an update does not switch
+its ref, until the block ends.
+
 No controller needs to run: the client reads the cache and the state database itself, never
 contacts the hub, and writes only the state database (uses, and requests for on-demand
 models, which the next ``reconcile --apply`` picks up).  Several processes may use it at
@@ -25,19 +29,23 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
-from controller import availability, status
+from controller import availability, instance, leases, status
 from controller.assess import assess
 from controller.availability import ModelRequestResult
 from controller.clock import utcnow
-from controller.domain import DesiredModel, DesiredState, Observation, Phase, Policy
+from controller.domain import DesiredModel, DesiredState, Lease, Observation, Phase, Policy
+from controller.events import EventKind, Follower
+from controller.leases import HeldLease
 from controller.manifest import load_manifests, to_desired
 from controller.observe import observe
 from controller.state import StateStore
@@ -69,6 +77,28 @@ class UseRecorded(BaseModel):
     generation_seconds: float | None = None
 
 
+class LeaseGrant(BaseModel):
+    """A lease taken through :meth:`ModelAvailability.acquire_lease`: renew it before
+    ``expires_at`` with its ``lease_id``, release it when done."""
+
+    model_config = ConfigDict(frozen=True)
+    lease_id: str
+    model: str
+    holder: str
+    ttl_seconds: float
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, lease: Lease) -> LeaseGrant:
+        return cls(
+            lease_id=lease.id,
+            model=lease.model,
+            holder=lease.holder,
+            ttl_seconds=lease.ttl_seconds,
+            expires_at=lease.heartbeat_at + timedelta(seconds=lease.ttl_seconds),
+        )
+
+
 class ModelAvailability:
     """Requests, usage and live status of the models that a set of manifests declares."""
 
@@ -82,14 +112,19 @@ class ModelAvailability:
         self._init(to_desired(load_manifests(Path(manifests))), clock)
 
     @classmethod
-    def from_desired(cls, desired: DesiredState, *, clock: Clock = utcnow) -> ModelAvailability:
+    def from_desired(
+        cls, desired: DesiredState, *, clock: Clock = utcnow, nudge: bool = True
+    ) -> ModelAvailability:
+        """``nudge``: tell a running controller at once about queued requests (the
+        controller's own HTTP door, which reconciles by itself, passes False)."""
         client = cls.__new__(cls)
-        client._init(desired, clock)
+        client._init(desired, clock, nudge)
         return client
 
-    def _init(self, desired: DesiredState, clock: Clock) -> None:
+    def _init(self, desired: DesiredState, clock: Clock, nudge: bool = True) -> None:
         self.desired = desired
         self._clock = clock
+        self._nudge = nudge
         self._models: dict[str, DesiredModel] = {m.name: m for m in desired.models}
         self._store: StateStore | None = None
         self._lock = threading.Lock()
@@ -117,6 +152,10 @@ class ModelAvailability:
         if _queues(model, observed):
             store.add_request(name, now)
             observed = replace(observed, requested=observed.requested | {name})
+            if self._nudge:
+                # A running controller would see the request at its next resync; asking it
+                # now makes the wait the download's, not the resync interval's.
+                instance.nudge(self.desired.state_dir, f"/v1/models/{quote(name)}/request")
         return availability.answer(name, self.desired, self._snapshot(observed, now))
 
     def record_use(self, name: str, generation_seconds: float | None = None) -> UseRecorded:
@@ -127,6 +166,61 @@ class ModelAvailability:
         self._open().record_use(name, at, generation_seconds)
         return UseRecorded(model=name, used_at=at, generation_seconds=generation_seconds)
 
+    def use(self, name: str, *, ttl_seconds: float = leases.DEFAULT_TTL_SECONDS) -> HeldLease:
+        """Mark ``name`` in use for the length of a ``with`` block::
+
+            with models.use("t2v-A14B"):
+                pipe = load(...)  # retention cannot delete it, an update cannot switch it
+
+        The lease lives in the state database, so every process sees it.  A background
+        thread renews it every ``ttl_seconds / 3``; it is void as soon as this process is
+        gone, or once its heartbeat is older than ``ttl_seconds``.  Entering raises
+        :class:`controller.state.BeingEvictedError` while retention is evicting the model.
+        It records no use: call :meth:`record_use` for that.
+        """
+        if name not in self._models:
+            raise UnknownModelError(name, self.names)
+        return HeldLease(self._open(), name, clock=self._clock, ttl_seconds=ttl_seconds)
+
+    def acquire_lease(
+        self,
+        name: str,
+        *,
+        ttl_seconds: float = leases.DEFAULT_TTL_SECONDS,
+        lease_id: str | None = None,
+        holder: str | None = None,
+    ) -> LeaseGrant:
+        """Take a lease its holder keeps by calling again with ``lease_id`` within
+        ``ttl_seconds`` (the HTTP door: a remote client has no process here to watch).
+        An unknown or expired ``lease_id`` is taken afresh under the same id."""
+        if name not in self._models:
+            raise UnknownModelError(name, self.names)
+        store, now = self._open(), self._clock()
+        known = {lease.id: lease for lease in store.leases()}
+        found = known.get(lease_id) if lease_id else None
+        if found is not None and found.model != name:
+            raise ValueError(f"lease {lease_id} is for {found.model}, not {name}")
+        if found is not None and leases.is_live(found, now):
+            store.renew_lease(found.id, now, ttl_seconds)
+            lease = replace(found, heartbeat_at=now, ttl_seconds=ttl_seconds)
+        else:
+            if found is not None:
+                store.release_lease(found.id)  # void: taken again below, checked like a new one
+            lease = leases.new_lease(
+                name, now, ttl_seconds=ttl_seconds, holder=holder, lease_id=lease_id
+            )
+            store.add_lease(lease)
+        return LeaseGrant.of(lease)
+
+    def release_lease(self, name: str, lease_id: str) -> bool:
+        """End a lease; False when there was none of ``name`` with that id."""
+        if name not in self._models:
+            raise UnknownModelError(name, self.names)
+        store = self._open()
+        if not any(lease.id == lease_id for lease in store.leases(name)):
+            return False
+        return store.release_lease(lease_id)
+
     def status(self, name: str) -> ModelStatus:
         """The live status of one model, as the status file would show it now."""
         if name not in self._models:
@@ -134,6 +228,46 @@ class ModelAvailability:
         found = self.status_report().model(name)
         assert found is not None
         return found
+
+    def pause(self, name: str) -> ModelStatus:
+        """Stop all work on ``name`` (downloads, repairs, updates, deletions) until
+        :meth:`resume`; its files stay usable and a partial download is kept.  Recorded in
+        the state database, so it holds across restarts; a running controller stops the
+        model's transfer at its next chunk when paused through its API."""
+        if name not in self._models:
+            raise UnknownModelError(name, self.names)
+        self._open().pause(name, self._clock())
+        return self.status(name)
+
+    def resume(self, name: str) -> ModelStatus:
+        """Lift a pause; the next reconcile carries on where the model's work stopped."""
+        if name not in self._models:
+            raise UnknownModelError(name, self.names)
+        self._open().resume(name)
+        return self.status(name)
+
+    def subscribe(
+        self,
+        callback: Callable[[dict[str, Any]], None],
+        *,
+        kinds: Iterable[EventKind] | None = None,
+        url: str | None = None,
+    ) -> Follower:
+        """Call ``callback`` with each event of the running controller (``reconcile
+        --watch``): phase changes, transfer progress, passes (the seed's status and progress
+        callbacks).  ``url`` defaults to the controller of these manifests' state directory;
+        the token, when it needs one, comes from ``MODELSYNC_API_TOKEN``.  Close the returned
+        follower to stop.  Raises :class:`LookupError` when no controller is running.
+        """
+        if url is None:
+            running = instance.read_info(self.desired.state_dir)
+            if running is None:
+                raise LookupError(
+                    f"no controller is running for {self.desired.state_dir}; start "
+                    "`reconcile --watch`, or pass url="
+                )
+            url = running.url
+        return Follower(url, callback, kinds=kinds, token=os.environ.get(instance.TOKEN_ENV))
 
     def status_report(self) -> StatusReport:
         """The live status of every model, computed now from the cache and the state."""

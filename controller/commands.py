@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from controller import hub, render, status
+from controller import budget, hub, render, retention_view, status
 from controller.domain import DesiredState
 from controller.manifest import (
     ManifestError,
@@ -90,7 +90,14 @@ def plan(
     return EXIT_CHANGES if detailed and not the_plan.empty else EXIT_OK
 
 
-def apply(path: str, *, as_json: bool, offline: bool, locked: bool = False) -> int:
+def apply(
+    path: str,
+    *,
+    as_json: bool,
+    offline: bool,
+    locked: bool = False,
+    budget_bytes: int | None = None,
+) -> int:
     loaded = _load(path)
     if loaded is None:
         return EXIT_ERROR
@@ -103,9 +110,23 @@ def apply(path: str, *, as_json: bool, offline: bool, locked: bool = False) -> i
     locks = locking.check(manifests, desired, locked=locked)
     if locks is None:
         return EXIT_ERROR
-    result = reconcile(
-        desired, downloads=manifests.downloads, offline=offline, pinned=locks.pinned
-    )
+    from controller.loop import PassHooks
+    from controller.progress import ProgressTracker
+    from controller.terminal import ProgressDisplay
+
+    tracker, display = ProgressTracker(), ProgressDisplay()
+    tracker.listen(display, every=display.interval)
+    try:
+        result = reconcile(
+            desired,
+            downloads=manifests.downloads,
+            offline=offline,
+            pinned=locks.pinned,
+            hooks=PassHooks(progress=tracker),
+            budget=None if budget_bytes is None else budget.explicit(budget_bytes),
+        )
+    finally:
+        display.close()
     stale = locking.stale_warnings(locks)
     if stale:
         shown = replace(result.plan, warnings=(*stale, *result.plan.warnings))
@@ -125,6 +146,24 @@ def apply(path: str, *, as_json: bool, offline: bool, locked: bool = False) -> i
         print(_status_table(result.status))
         print(f"\nStatus written to {desired.status_file}")
     return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def adopt(path: str, names: list[str], *, as_json: bool) -> int:
+    loaded = _load(path)
+    if loaded is None:
+        return EXIT_ERROR
+    from controller import retention_commands
+
+    return retention_commands.adopt(loaded[1], names, as_json=as_json)
+
+
+def lease(path: str, name: str, run: list[str], *, ttl: float) -> int:
+    loaded = _load(path)
+    if loaded is None:
+        return EXIT_ERROR
+    from controller import retention_commands
+
+    return retention_commands.lease(loaded[1], name, run, ttl=ttl)
 
 
 def lock(path: str, upgrade: list[str] | None) -> int:
@@ -156,15 +195,11 @@ def verify(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
     from controller.state import StateStore
 
     with StateStore.open(Path(desired.state_dir)) as store:
-        # Verification needs no hub: the cache's own snapshot and the hub's last answer
-        # say what each file should hash to.
-        observed = observe(desired, now=utcnow(), offline=True, store=store)
-        chosen = [a for a in assess_all(desired, observed) if not models or a.model.name in models]
-        checks = verification.verify(
-            chosen,
-            cache_dir=Path(desired.cache_dir),
-            store=store,
+        checks = verification.verify_declared(
+            desired,
+            store,
             clock=utcnow,
+            models=models,
             full=full,
             progress=verification.terminal_progress,
         )
@@ -199,6 +234,34 @@ def verify(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
         if bad:
             print("Run `reconcile --apply` to repair them.")
     return EXIT_ERROR if bad else EXIT_OK
+
+
+def watch(path: str, *, host: str | None, port: int | None, locked: bool) -> int:
+    from controller.service import run
+
+    return run(path, host=host, port=port, locked=locked)
+
+
+def pause(path: str, name: str, *, resume: bool, as_json: bool) -> int:
+    loaded = _load(path)
+    if loaded is None:
+        return EXIT_ERROR
+    from controller import instance
+    from controller.client import ModelAvailability, UnknownModelError
+
+    with ModelAvailability.from_desired(loaded[1]) as client:
+        try:
+            found = client.resume(name) if resume else client.pause(name)
+        except UnknownModelError as e:
+            print(str(e), file=sys.stderr)
+            return EXIT_ERROR
+    # A running controller stops (or resumes) the model's transfer now, not at its resync.
+    instance.nudge(loaded[1].state_dir, f"/v1/models/{name}/{'resume' if resume else 'pause'}")
+    if as_json:
+        print(json.dumps(found.model_dump(mode="json"), indent=2))
+    else:
+        print(f"{name}: {found.phase.value} -- {found.message}")
+    return EXIT_OK
 
 
 def show_status(path: str, status_file: str | None, *, as_json: bool) -> int:
@@ -301,4 +364,6 @@ def _status_table(report: StatusReport) -> str:
         f"{s.models} models: {phases}; {human_bytes(s.size_on_disk)} on disk of "
         f"{human_bytes(s.expected_size)} expected; ready: {'yes' if s.ready else 'no'}"
     )
+    if report.retention is not None:
+        lines.extend(retention_view.to_lines(report.retention))
     return "\n".join(lines)

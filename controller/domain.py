@@ -81,6 +81,16 @@ class ActionKind(str, Enum):
     DELETE = "delete"
 
 
+# The kinds whose ``Action.bytes`` travel over the network (a verify reads its bytes, a delete
+# frees them).
+TRANSFER_KINDS = frozenset({ActionKind.REPAIR, ActionKind.DOWNLOAD, ActionKind.UPDATE})
+
+
+class RetentionMode(str, Enum):
+    ENFORCE = "enforce"  # plans delete, apply carries the deletions out
+    RECOMMEND = "recommend"  # plans and status show the deletions; nothing is ever deleted
+
+
 class Reason(str, Enum):
     """Machine-readable causes, shared by plan actions and status entries."""
 
@@ -104,6 +114,17 @@ class Reason(str, Enum):
     DOWNLOAD_FAILED = "DownloadFailed"
     DISK_FULL = "DiskFull"
     UNSAFE_PATH = "UnsafePath"
+    # Retention: why a deletion was chosen, or why it waits.
+    REMOVED_FROM_MANIFEST = "RemovedFromManifest"  # owned files no declared model needs
+    OLD_REVISION = "OldRevision"  # owned files of a commit the model has moved away from
+    NOT_SELECTED = "NotSelected"  # owned files its include/exclude no longer select
+    UNUSED = "Unused"  # an on-demand model unused for more than max_unused_days
+    OVER_BUDGET = "OverBudget"  # evicted, least valuable first, to fit the disk budget
+    INTERRUPTED = "Interrupted"  # finishing a deletion that was killed halfway
+    IN_USE = "InUse"  # a live lease holds the model: deletions and ref switches wait
+    RECOMMEND_ONLY = "RecommendOnly"  # retention.mode is recommend: shown, never applied
+    EVICTED = "Evicted"  # an on-demand model retention deleted; fetched again when requested
+    DELETE_FAILED = "DeleteFailed"
 
 
 # --------------------------------------------------------------------------- desired
@@ -125,6 +146,21 @@ class DesiredModel:
     source: str = ""  # "file:line" where the model is declared, for messages
     tags: tuple[str, ...] = ()
     alternatives: tuple[str, ...] = ()  # declared models that can serve in its place, best first
+    # Files another tool put in the cache become modelsync's to delete once they leave the
+    # manifest (or to evict); without it, modelsync only ever deletes what it downloaded.
+    adopt: bool = False
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """The manifest's ``retention`` (the seed's defaults)."""
+
+    max_unused_days: int = 30
+    max_storage_usage_percent: float = 80.0
+    min_usage_frequency: float = 0.1  # uses/day; rarer on-demand models may go when over budget
+    preserve_recently_downloaded: bool = True
+    preserve_high_priority: bool = True
+    mode: RetentionMode = RetentionMode.ENFORCE
 
 
 @dataclass(frozen=True)
@@ -136,6 +172,7 @@ class DesiredState:
     generation: str  # hash of the manifest content, echoed as observedGeneration
     status_file: str
     usage_window_days: int = 30  # usage history kept, and averaged over for uses per day
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 
 
 # --------------------------------------------------------------------------- observed
@@ -199,6 +236,9 @@ class CachedRepo:
     refs: Mapping[str, str] = field(default_factory=dict)
     snapshots: Mapping[str, Mapping[str, CachedFile]] = field(default_factory=dict)
     partials: tuple[PartialFile, ...] = ()
+    # Every complete file in blobs/ (name -> bytes), linked or not: a deletion killed between
+    # unlinking a snapshot and removing its blobs leaves blobs that only this shows.
+    blobs: Mapping[str, int] = field(default_factory=dict)
 
     def files_at(self, commit: str) -> Mapping[str, CachedFile]:
         return self.snapshots.get(commit, {})
@@ -238,15 +278,76 @@ class UsageStats:
 
 
 @dataclass(frozen=True)
+class OwnedFile:
+    """A snapshot entry modelsync made (downloaded or linked) or was told to adopt.
+
+    Ownership is per entry, not per repo: another tool's revision, or its extra files in the
+    same snapshot, are never modelsync's to delete.
+    """
+
+    repo: str
+    commit: str
+    path: str
+    model: str  # the model it was downloaded or adopted for
+    adopted: bool  # False: modelsync downloaded it
+    since: datetime  # when it was first recorded (a re-download after eviction starts over)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A process (or an HTTP client) using a model; while live, the model is untouchable."""
+
+    id: str
+    model: str
+    holder: str  # for messages: "pid 4242 on gpu-1", "an API client"
+    pid: int | None  # None: no process to watch (an HTTP lease lives by its renewals)
+    host: str
+    acquired_at: datetime
+    heartbeat_at: datetime
+    ttl_seconds: float
+
+
+@dataclass(frozen=True)
+class DeletionRecord:
+    """One deletion as the state store journals it: written before the first file goes, so
+    a deletion killed halfway is finished by the next apply."""
+
+    id: int
+    model: str
+    repo: str
+    commit: str
+    reason: Reason
+    message: str
+    files: tuple[FileWork, ...]
+    started_at: datetime
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Eviction:
+    """An on-demand model retention deleted; it stays away until it is requested again."""
+
+    model: str
+    reason: Reason
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Observation:
-    cache: Mapping[str, CachedRepo]  # by repo id
+    cache: Mapping[str, CachedRepo]  # by repo id: every models--* repo in the cache
     remote: Mapping[str, RemoteRevision | RemoteProblem]  # by model name
     verifications: Mapping[tuple[str, str], Verification]  # by (repo, blob)
     disk: Disk | None
     problems: tuple[str, ...] = ()
     usage: Mapping[str, UsageStats] = field(default_factory=dict)  # by model name; absent: unused
     requested: frozenset[str] = frozenset()  # on-demand models requested and not yet fulfilled
+    paused: frozenset[str] = frozenset()  # models paused through the API (state store)
     throughput: float | None = None  # measured download bytes/second, for wait estimates
+    owned: tuple[OwnedFile, ...] = ()
+    leases: Mapping[str, tuple[Lease, ...]] = field(default_factory=dict)  # live ones, by model
+    pending_deletions: tuple[DeletionRecord, ...] = ()  # started and not finished
+    evicted: Mapping[str, Eviction] = field(default_factory=dict)  # by model name
 
     def repo(self, repo: str) -> CachedRepo:
         return self.cache.get(repo) or CachedRepo(repo=repo)
@@ -270,11 +371,48 @@ class Action:
     revision: str
     commit: str
     files: tuple[FileWork, ...]
-    bytes: int  # bytes this action transfers (download/repair/update) or reads (verify)
+    bytes: int  # bytes it transfers (download/repair/update), reads (verify) or frees (delete)
     reason: Reason
     message: str
     priority: Priority | None = None  # the model's effective priority, set by the planner
     priority_reason: str = ""  # why it has that priority, e.g. "auto: 2.3 uses/day"
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """An action the plan shows but does not carry out, and why (in use, recommend mode)."""
+
+    action: Action
+    reason: Reason  # IN_USE or RECOMMEND_ONLY
+    message: str
+
+
+@dataclass(frozen=True)
+class Unmanaged:
+    """Part of the cache modelsync neither downloaded, adopted nor needs: never deleted."""
+
+    repo: str
+    bytes: int  # its blobs that nothing of modelsync's refers to, each counted once
+    commits: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BudgetFit:
+    """The disk budget against what modelsync keeps: now, plus transfers, minus deletions."""
+
+    budget: int
+    source: str  # where the number comes from, for messages
+    on_disk: int  # bytes of what modelsync manages (owned or needed), each blob once
+    transfers: int
+    freed: int  # by the plan's deletions (and, in recommend mode, its recommended ones)
+
+    @property
+    def total(self) -> int:
+        return self.on_disk + self.transfers - self.freed
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.budget
 
 
 @dataclass(frozen=True)
@@ -285,14 +423,22 @@ class Plan:
     warnings: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()  # problems that make the plan incomplete (exit 1)
     disk: Disk | None = None  # the cache filesystem as observed, for the fit check
+    withheld: tuple[Withheld, ...] = ()
+    unmanaged: tuple[Unmanaged, ...] = ()
+    budget: BudgetFit | None = None
+    retention_mode: RetentionMode = RetentionMode.ENFORCE
 
     @property
     def download_bytes(self) -> int:
-        return sum(a.bytes for a in self.actions if a.kind is not ActionKind.VERIFY)
+        return sum(a.bytes for a in self.actions if a.kind in TRANSFER_KINDS)
 
     @property
     def verify_bytes(self) -> int:
         return sum(a.bytes for a in self.actions if a.kind is ActionKind.VERIFY)
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(a.bytes for a in self.actions if a.kind is ActionKind.DELETE)
 
     @property
     def empty(self) -> bool:

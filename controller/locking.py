@@ -228,6 +228,7 @@ def plan(
     warnings = list(stale_warnings(result))
     errors: list[str] = []
     now = utcnow()
+    chosen = None if budget_bytes is None else budget.explicit(budget_bytes)
     if state_file is not None:
         reported = _read_status(state_file)
         if reported is None:
@@ -246,34 +247,28 @@ def plan(
         }
         observed, notes = observation_from_status(desired, reported[0], remote)
         warnings.extend(notes)
-        on_disk = reported[1]
-    else:
-        observed = observe(desired, now=now, offline=offline, pinned=result.pinned)
-        if budget_bytes is not None:
-            # The budget stands for the machine's disk; this one (a CI runner's) says nothing.
-            observed = replace(observed, disk=None)
-        on_disk = budget.used_by_models(observed, desired.models)
-    the_plan = make_plan(desired, observed, now)
-    if budget_bytes is not None:
-        over, note = budget.check(the_plan, on_disk=on_disk, budget=budget.explicit(budget_bytes))
-    elif observed.disk is not None:  # a plan of this machine: its disk is the budget's base
-        disk = observed.disk
-        percent = manifests.retention.max_storage_usage_percent
-        # The budget is the share of the disk the models may take; what other programs keep
-        # there is not modelsync's to count (the planner separately refuses transfers that
-        # exceed the free space).  Counting it would fail every plan on a busy shared disk.
-        over, note = budget.check(
-            the_plan, on_disk=on_disk, budget=budget.from_percent(percent, disk)
-        )
-    else:
-        over, note = [], []
-        if state_file is not None:
-            note.append(
+        the_plan = make_plan(desired, observed, now)
+        # Another machine: no cache to choose evictions from, only the total it reported.
+        if chosen is not None:
+            over, note = budget.check(the_plan, on_disk=reported[1], budget=chosen)
+            errors.extend(over)
+            warnings.extend(note)
+        else:
+            warnings.append(
                 "the machine's disk size is not in its status; pass --budget-bytes N to check "
                 "that the plan fits"
             )
-    errors.extend(over)
-    warnings.extend(note)
+    else:
+        observed = observe(desired, now=now, offline=offline, pinned=result.pinned)
+        if chosen is not None:
+            # The budget stands for the machine's disk; this one (a CI runner's) says nothing.
+            observed = replace(observed, disk=None)
+        # This machine: the planner checks the budget itself, as retention chooses the
+        # evictions that make it fit; by default retention.max_storage_usage_percent of the
+        # cache's disk.  It counts only what modelsync manages: what other programs keep on
+        # a shared disk is not modelsync's to count (the planner separately refuses transfers
+        # that exceed the free space), or every plan on a busy shared disk would fail.
+        the_plan = make_plan(desired, observed, now, budget=chosen)
     return replace(
         the_plan,
         warnings=(*warnings, *the_plan.warnings),

@@ -6,24 +6,45 @@ the three ways of using modelsync cannot drift apart.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from controller import status
+from controller import adoption, progress, retention_view, status
 from controller.apply import ApplyOutcome, apply_plan
+from controller.budget import Budget
+from controller.cancel import StopSignal
 from controller.clock import utcnow
 from controller.domain import DesiredState, Observation, Phase, Plan, RemoteRevision
 from controller.manifest import Downloads
 from controller.observe import observe
 from controller.plan import assess_all, plan, queue
+from controller.progress import ProgressTracker
 from controller.state import StateStore
 from controller.status import Failure, StatusReport
 from controller.usage import window_start
 from controller.workspace import CacheWorkspace
 
 Clock = Callable[[], datetime]
+
+# During transfers the status file is rewritten at most this often with their progress.
+STATUS_PROGRESS_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class PassHooks:
+    """What the long-running controller (``controller.watch``) plugs into a pass."""
+
+    stop: StopSignal | None = None  # asks the pass to stop, wholly or one model's work
+    progress: ProgressTracker | None = None  # hears every transfer; the status shows it
+    on_status: Callable[[StatusReport], None] | None = None  # told every status written
+    # Models in backoff after failing: no work this pass, reported with their last failure.
+    held: Mapping[str, Failure] = field(default_factory=dict)
+    # Problems the status reports too, asked at each write (an invalid manifest edit may
+    # arrive mid-pass, and must not vanish from the status when the pass ends).
+    errors: Callable[[], tuple[str, ...]] = tuple
 
 
 @dataclass(frozen=True)
@@ -38,11 +59,15 @@ class Reconciled:
 
 
 def make_plan(
-    desired: DesiredState, *, offline: bool = False, clock: Clock = utcnow
+    desired: DesiredState,
+    *,
+    offline: bool = False,
+    clock: Clock = utcnow,
+    budget: Budget | None = None,
 ) -> tuple[Plan, Observation]:
     """Plan without changing anything on disk (the state store is opened read-only)."""
     observed = observe(desired, now=clock(), offline=offline)
-    return plan(desired, observed, clock()), observed
+    return plan(desired, observed, clock(), budget=budget), observed
 
 
 def reconcile(
@@ -52,32 +77,67 @@ def reconcile(
     offline: bool = False,
     clock: Clock = utcnow,
     pinned: Mapping[str, RemoteRevision] | None = None,
+    hooks: PassHooks | None = None,
+    budget: Budget | None = None,
 ) -> Reconciled:
     """``downloads`` is the manifest's ``spec.downloads`` (concurrency, bandwidth limit);
     ``pinned``: models described by their lock entries, not by the hub; downloads are then
-    checked against the locked hashes."""
+    checked against the locked hashes.  ``budget``: the disk budget retention keeps to
+    (``--budget-bytes``; default: retention.max_storage_usage_percent of the cache's disk)."""
     settings = downloads or Downloads()
+    hooks = hooks or PassHooks()
     with StateStore.open(Path(desired.state_dir)) as store:
         store.prune_usage(window_start(clock(), desired.usage_window_days))
         observed = observe(desired, now=clock(), offline=offline, store=store, pinned=pinned)
-        the_plan = plan(desired, observed, clock())
+        the_plan = plan(desired, observed, clock(), budget=budget)
+        if hooks.held:
+            kept = tuple(a for a in the_plan.actions if a.model not in hooks.held)
+            the_plan = replace(the_plan, actions=kept)
         before = assess_all(desired, observed)
-        positions = {name: entry.position for name, entry in queue(the_plan).items()}
+        order = list(queue(the_plan))
+        # Each model's assessment as of its last change: a model whose work ended mid-pass is
+        # assessed afresh, so its status says AVAILABLE then, not when the whole pass ends.
+        current = {a.model.name: a for a in before}
+        # Apply's thread (phase changes) and download threads (progress) both write the
+        # status; one lock orders them, and each write derives from the latest phases.
+        lock = threading.Lock()
+        latest: list[tuple[dict[str, Phase], dict[str, Failure]]] = [({}, {})]
+
+        def settle(names: set[str]) -> None:
+            chosen = replace(desired, models=tuple(m for m in desired.models if m.name in names))
+            fresh = observe(chosen, now=clock(), store=store, remote=observed.remote)
+            current.update((a.model.name, a) for a in assess_all(chosen, fresh))
+            order[:] = [name for name in order if name not in names]
+
+        def write(report: StatusReport) -> None:
+            status.write(desired.status_file, report)
+            if hooks.on_status:
+                hooks.on_status(report)
 
         def publish(in_progress: dict[str, Phase], failures: dict[str, Failure]) -> None:
-            status.write(
-                desired.status_file,
-                status.derive(
-                    before,
+            with lock:
+                ended = set(latest[0][0]) - set(in_progress)
+                if ended:
+                    settle(ended)
+                latest[0] = (in_progress, failures)
+                report = status.derive(
+                    tuple(current.values()),
                     generation=desired.generation,
                     now=clock(),
-                    failures=failures,
+                    failures={**hooks.held, **failures},
                     in_progress=in_progress,
-                    errors=the_plan.errors,
+                    errors=(*hooks.errors(), *the_plan.errors),
                     usage=observed.usage,
-                    queue_positions=positions,
-                ),
-            )
+                    queue_positions={name: i for i, name in enumerate(order, start=1)},
+                    retention=retention_view.from_plan(the_plan),
+                )
+                if hooks.progress is not None:
+                    hooks.progress.retain(in_progress)
+                    report = progress.attach(report, hooks.progress.snapshot())
+                write(report)
+
+        def refresh(_: progress.Snapshot) -> None:
+            publish(*latest[0])
 
         workspace = CacheWorkspace(
             cache_dir=desired.cache_dir,
@@ -86,8 +146,24 @@ def reconcile(
             clock=clock,
             concurrency=settings.concurrency,
             max_bandwidth=settings.max_bandwidth_bytes,
+            stop=hooks.stop,
+            progress=hooks.progress,
         )
-        outcome = apply_plan(the_plan, workspace, on_phase=publish)
+        unlisten = (
+            hooks.progress.listen(refresh, every=STATUS_PROGRESS_SECONDS)
+            if hooks.progress is not None
+            else None
+        )
+        try:
+            outcome = apply_plan(
+                the_plan,
+                workspace,
+                on_phase=publish,
+                should_stop=hooks.stop.stopped if hooks.stop is not None else None,
+            )
+        finally:
+            if unlisten is not None:
+                unlisten()
         # Re-read the disk rather than trusting the results: the status describes what is
         # there, including anything another process changed meanwhile.
         after = observe(desired, now=clock(), store=store, remote=observed.remote)
@@ -95,15 +171,21 @@ def reconcile(
         for a in settled:
             if a.requested and a.complete:
                 store.clear_request(a.model.name)  # fulfilled: present and verified
-        remaining = plan(desired, after, clock())
+        # `adopt: true` is recorded, so the ownership outlives the model's manifest entry.
+        adoption.adopt(store, [a for a in settled if a.model.adopt], after, clock())
+        remaining = plan(desired, after, clock(), budget=budget)
         report = status.derive(
             settled,
             generation=desired.generation,
             now=clock(),
-            failures=outcome.failures,
-            errors=the_plan.errors,
+            failures={**hooks.held, **outcome.failures},
+            errors=(*hooks.errors(), *the_plan.errors),
             usage=after.usage,
             queue_positions={name: e.position for name, e in queue(remaining).items()},
+            retention=retention_view.from_plan(remaining),
         )
-        status.write(desired.status_file, report)
+        with lock:
+            if hooks.progress is not None:
+                hooks.progress.retain(())
+            write(report)
     return Reconciled(the_plan, outcome, report)

@@ -51,7 +51,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from controller.domain import DesiredModel, DesiredState, Policy, Priority, UpdatePolicy
+from controller.domain import (
+    DesiredModel,
+    DesiredState,
+    Policy,
+    Priority,
+    RetentionMode,
+    RetentionPolicy,
+    UpdatePolicy,
+)
 
 API_VERSION = "modelsync/v1"
 KIND = "ModelSet"
@@ -179,6 +187,29 @@ def _check_endpoint(value: str) -> str:
     return value
 
 
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in a duration such as '30s', '5m', '1.5h', '1d' or '250ms'."""
+    match = _DURATION_RE.match(value.strip())
+    if not match:
+        raise ValueError(
+            f"invalid duration {_show(value)}: expected a number and a unit like '30s', '5m' "
+            f"(units: {', '.join(_DURATION_UNITS)})"
+        )
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {_show(value)}: must be more than 0")
+    return seconds
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
 def _parse_bandwidth(value: str) -> int:
     match = _BANDWIDTH_RE.match(value.strip())
     if not match:
@@ -205,6 +236,7 @@ Text = Annotated[str, AfterValidator(_check_text)]
 LocalPath = Annotated[str, AfterValidator(_check_local_path)]
 Endpoint = Annotated[str, AfterValidator(_check_endpoint)]
 Bandwidth = Annotated[str, AfterValidator(_check_bandwidth)]
+Duration = Annotated[str, AfterValidator(_check_duration)]
 
 
 # --------------------------------------------------------------------------- schema
@@ -229,38 +261,45 @@ class Metadata(_Section):
 
 
 class Retention(_Section):
-    """When models that modelsync downloaded may be deleted to stay within the disk budget.
+    """When models that modelsync owns may be deleted to stay within the disk budget.
 
-    modelsync only ever deletes what it owns, never a model in use, and always shows a deletion
-    in the plan first.  Applies to every manifest of a directory: declare it once.
+    modelsync only ever deletes what it owns (downloaded, or adopted), never a model in use,
+    never a model declared `policy: always`, and always shows a deletion in the plan first.
+    Applies to every manifest of a directory: declare it once.
     """
 
     max_unused_days: int = Field(
-        default=30, ge=0, description="A model unused for more than this many days may be deleted."
+        default=30,
+        ge=0,
+        description="An on-demand model that was neither used nor downloaded for more than this "
+        "many days is evicted (only uses within usage.window_days are remembered).",
     )
     max_storage_usage_percent: float = Field(
         default=80.0,
         gt=0,
         le=100,
-        description="Delete candidates (least valuable first) while the cache's disk is fuller "
-        "than this percentage.",
+        description="The share of the cache's filesystem that the models modelsync manages may "
+        "take. Over it, on-demand models used less than min_usage_frequency are evicted, least "
+        "valuable first; a plan that does not fit even then is an error.",
     )
     min_usage_frequency: float = Field(
         default=0.1,
         ge=0,
-        description="Models used less often than this (uses per day) may be deleted.",
+        description="On-demand models used less often than this (uses per day) may be evicted "
+        "to fit the budget.",
     )
     preserve_recently_downloaded: bool = Field(
         default=True,
-        description="Never delete a recently downloaded model.",
+        description="Never evict a model downloaded in the last 7 days.",
     )
     preserve_high_priority: bool = Field(
-        default=True, description="Never delete models whose priority is critical or high."
+        default=True,
+        description="Never evict a model whose effective priority is critical or high.",
     )
     mode: Literal["enforce", "recommend"] = Field(
         default="enforce",
-        description="enforce: plans include the deletions; recommend: deletions are only "
-        "reported as recommendations.",
+        description="enforce: plans include the deletions and apply carries them out; "
+        "recommend: plans and the status show the deletions, and nothing is ever deleted.",
     )
 
 
@@ -293,6 +332,46 @@ class Usage(_Section):
         description="Days of usage history kept in the state database (older uses are "
         "pruned); uses per day, and so auto priorities, are averaged over this window.",
     )
+
+
+class Controller(_Section):
+    """How `reconcile --watch` runs.  Applies to every manifest of a directory: declare it once.
+
+    Every interval is a duration like '30s', '5m', '1h' or '1d'; null turns a check off.
+    """
+
+    resync_interval: Duration = Field(
+        default="1m",
+        description="Reconcile against the cache and the hub's last answer this often, without "
+        "asking the hub: picks up files changed on disk, requests and pauses made elsewhere.",
+    )
+    update_check_interval: Duration | None = Field(
+        default="1h",
+        description="Ask the hub whether revisions moved this often (updates: notify reports, "
+        "auto downloads).",
+    )
+    health_check_interval: Duration | None = Field(
+        default="24h",
+        description="Re-hash every file this often (a scrub: `reconcile verify --full`); "
+        "damage is repaired by the reconcile that follows.",
+    )
+    retry_backoff: Duration = Field(
+        default="30s",
+        description="A model whose apply failed waits this long before its next attempt, "
+        "doubling with each further failure; the other models go on meanwhile.",
+    )
+    retry_backoff_max: Duration = Field(
+        default="1h", description="The longest wait between attempts of a failing model."
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address the HTTP API listens on. Any address but loopback needs a bearer "
+        "token in MODELSYNC_API_TOKEN.",
+    )
+    port: int = Field(default=8477, ge=0, le=65535, description="HTTP API port; 0: any free one.")
+
+    def seconds(self, interval: str | None) -> float | None:
+        return None if interval is None else parse_duration(interval)
 
 
 class ModelSpec(_Section):
@@ -343,6 +422,12 @@ class ModelSpec(_Section):
         default=False,
         description="Leave this model alone: no downloads, repairs, updates or deletions.",
     )
+    adopt: bool = Field(
+        default=False,
+        description="Take ownership of this model's files already in the cache (downloaded by "
+        "another tool), so that retention may delete them once they are no longer needed. "
+        "Without it, modelsync only ever deletes files it downloaded itself.",
+    )
     description: str | None = Field(default=None, description="What the model is for, for people.")
     tags: list[Text] = Field(default_factory=list, description="Free-form tags.")
     alternatives: list[ModelName] = Field(
@@ -384,6 +469,7 @@ class Spec(_Section):
     retention: Retention = Field(default_factory=Retention)
     downloads: Downloads = Field(default_factory=Downloads)
     usage: Usage = Field(default_factory=Usage)
+    controller: Controller = Field(default_factory=Controller)
     models: list[ModelSpec] = Field(default_factory=list, description="The models to manage.")
 
 
@@ -462,6 +548,7 @@ class ManifestSet:
     downloads: Downloads
     generation: str
     usage: Usage = field(default_factory=Usage)
+    controller: Controller = field(default_factory=Controller)
 
     @property
     def models(self) -> tuple[DeclaredModel, ...]:
@@ -962,6 +1049,7 @@ _SHARED_SETTINGS = (
     "retention",
     "downloads",
     "usage",
+    "controller",
 )
 _PATH_SETTINGS = ("cache", "state", "statusFile")
 
@@ -980,6 +1068,7 @@ def _comparable(key: str, value: Any, base_dir: Path) -> Any:
         "retention": Retention,
         "downloads": Downloads,
         "usage": Usage,
+        "controller": Controller,
     }
     section = sections.get(key)
     if section is not None:
@@ -1075,6 +1164,7 @@ def _build_set(docs: list[_Document]) -> ManifestSet:
     retention = _first_set(docs, "retention")
     downloads = _first_set(docs, "downloads")
     usage = _first_set(docs, "usage")
+    controller = _first_set(docs, "controller")
     settings: dict[str, Any] = {
         "cache": _merged_path(docs, "cache"),
         "state": _merged_path(docs, "state"),
@@ -1083,6 +1173,7 @@ def _build_set(docs: list[_Document]) -> ManifestSet:
         "retention": Retention() if retention is None else retention[1],
         "downloads": Downloads() if downloads is None else downloads[1],
         "usage": Usage() if usage is None else usage[1],
+        "controller": Controller() if controller is None else controller[1],
     }
     hashed = {
         key: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
@@ -1154,6 +1245,18 @@ def _desired_model(model: DeclaredModel) -> DesiredModel:
         source=model.source,
         tags=tuple(spec.tags),
         alternatives=tuple(spec.alternatives),
+        adopt=spec.adopt,
+    )
+
+
+def _retention_policy(retention: Retention) -> RetentionPolicy:
+    return RetentionPolicy(
+        max_unused_days=retention.max_unused_days,
+        max_storage_usage_percent=retention.max_storage_usage_percent,
+        min_usage_frequency=retention.min_usage_frequency,
+        preserve_recently_downloaded=retention.preserve_recently_downloaded,
+        preserve_high_priority=retention.preserve_high_priority,
+        mode=RetentionMode(retention.mode),
     )
 
 
@@ -1170,4 +1273,5 @@ def to_desired(manifest_set: ManifestSet, env: Mapping[str, str] | None = None) 
         generation=manifest_set.generation,
         status_file=manifest_set.status_file or os.path.join(state_dir, "status.yaml"),
         usage_window_days=manifest_set.usage.window_days,
+        retention=_retention_policy(manifest_set.retention),
     )

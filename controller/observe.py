@@ -9,16 +9,21 @@ from __future__ import annotations
 import shutil
 from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from controller import cachefs, hub
+from controller import cachefs, hub, leases
 from controller.domain import (
     CachedRepo,
+    DeletionRecord,
     DesiredModel,
     DesiredState,
     Disk,
+    Eviction,
+    Lease,
     Observation,
+    OwnedFile,
     Reason,
     RemoteProblem,
     RemoteRevision,
@@ -56,7 +61,9 @@ def observe(
         verifications = store.verifications() if store else {}
         usage_stats = _usage(store, now, desired.usage_window_days) if store else {}
         requested = frozenset(store.requests()) if store else frozenset()
+        paused = frozenset(store.paused()) if store else frozenset()
         throughput = store.throughput() if store else None
+        retention = _retention_state(store, now, writable=owned) if store else _NO_RETENTION
     finally:
         if store is not None and not owned:
             store.close()
@@ -68,7 +75,39 @@ def observe(
         problems=tuple(problems),
         usage=usage_stats,
         requested=requested & {m.name for m in desired.models},
+        paused=paused & {m.name for m in desired.models},
         throughput=throughput,
+        owned=retention.owned,
+        leases=retention.leases,
+        pending_deletions=retention.pending,
+        evicted=retention.evicted,
+    )
+
+
+@dataclass(frozen=True)
+class _RetentionState:
+    owned: tuple[OwnedFile, ...] = ()
+    leases: Mapping[str, tuple[Lease, ...]] = field(default_factory=dict)
+    pending: tuple[DeletionRecord, ...] = ()
+    evicted: Mapping[str, Eviction] = field(default_factory=dict)
+
+
+_NO_RETENTION = _RetentionState()
+
+
+def _retention_state(store: StateStore, now: datetime, *, writable: bool) -> _RetentionState:
+    """What retention needs from the state store: ownership, leases, unfinished deletions.
+
+    Only live leases are kept: a lease whose holder died is as good as released.  An apply
+    (``writable``) also drops the void ones from the store; a plan changes nothing.
+    """
+    if writable:
+        store.prune_leases(lambda lease: leases.is_live(lease, now))
+    return _RetentionState(
+        owned=tuple(store.owned()),
+        leases=leases.live_by_model(store.leases(), now),
+        pending=tuple(store.pending_deletions()),
+        evicted=store.evictions(),
     )
 
 
@@ -82,8 +121,15 @@ def _usage(store: StateStore, now: datetime, window_days: int) -> dict[str, Usag
 def _read_cache(
     cache_dir: Path, models: tuple[DesiredModel, ...], problems: list[str]
 ) -> dict[str, CachedRepo]:
+    """The declared repos, and every other model repo in the cache: retention must know
+    what it once downloaded and what belongs to other tools, to tell them apart."""
     cache: dict[str, CachedRepo] = {}
-    for repo in sorted({m.repo for m in models}):
+    try:
+        found = cachefs.list_repos(cache_dir)
+    except OSError as e:
+        problems.append(f"cache: cannot list {cache_dir}: {e}")
+        found = []
+    for repo in sorted({m.repo for m in models} | set(found)):
         try:
             cache[repo] = cachefs.read_repo(cache_dir, repo)
         except (OSError, cachefs.UnsafePathError) as e:

@@ -12,18 +12,24 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from controller.assess import Assessment, assess
+from controller.budget import Budget, from_percent
+from controller.budget import numbers as budget_numbers
 from controller.domain import (
+    TRANSFER_KINDS,
     Action,
     ActionKind,
     DesiredModel,
     DesiredState,
     Observation,
     Plan,
+    Reason,
+    RetentionMode,
     UsageStats,
+    Withheld,
 )
 from controller.units import human_bytes
 from controller.usage import effective_priority, priority_reason, uses_per_day
-from reconcilers import download, integrity
+from reconcilers import download, integrity, retention
 
 __all__ = ["QueueEntry", "assess_all", "effective_priority", "plan", "queue"]
 
@@ -51,29 +57,90 @@ def plan(
     now: datetime,
     *,
     assessments: tuple[Assessment, ...] | None = None,
+    budget: Budget | None = None,
 ) -> Plan:
-    """Ordered by kind, then effective priority (from ``observed.usage``), usage, name.
+    """Ordered by kind, then effective priority (from ``observed.usage``), usage, name;
+    retention's deletions come last, in the order it chose them.
 
     ``assessments`` is ``assess_all(desired, observed)`` when the caller has it already.
+    ``budget`` is the disk budget (``--budget-bytes``); by default it is
+    ``retention.max_storage_usage_percent`` of the observed disk, and none when the disk is
+    unknown.
     """
     if assessments is None:
         assessments = assess_all(desired, observed)
-    proposals = [*integrity.plan(assessments), *download.plan(assessments)]
+    proposals, held = _hold_in_use(
+        [*integrity.plan(assessments), *download.plan(assessments)], assessments, observed
+    )
     models = {m.name: m for m in desired.models}
     ordered = [
         _with_priority(a, models[a.model], observed.usage)
         for a in sorted(proposals, key=lambda a: _order_key(a, models[a.model], observed.usage))
     ]
+    if budget is None and observed.disk is not None:
+        budget = from_percent(desired.retention.max_storage_usage_percent, observed.disk)
+    cleanup = retention.plan(desired, observed, assessments, now, proposals=ordered, budget=budget)
+    deletions = [
+        _with_priority(a, models[a.model], observed.usage) if a.model in models else a
+        for a in cleanup.deletions
+    ]
+    withheld = [*held, *cleanup.withheld]
     errors, warnings = _problems(assessments)
     errors.extend(_fit(ordered, observed))
+    errors.extend(cleanup.errors)
+    if desired.retention.mode is RetentionMode.RECOMMEND and deletions:
+        withheld.extend(
+            Withheld(a, Reason.RECOMMEND_ONLY, "retention.mode is recommend: not applied")
+            for a in deletions
+        )
+        fit = cleanup.fit
+        if fit is not None and fit.fits and not replace(fit, freed=0).fits:
+            warnings.append(
+                "the plan fits the disk budget only once the recommended deletions are made: "
+                f"{budget_numbers(fit)}"
+            )
+        deletions = []
     return Plan(
-        actions=tuple(ordered),
+        actions=(*ordered, *deletions),
         generation=desired.generation,
         created_at=now,
         warnings=(*observed.problems, *warnings),
         errors=tuple(errors),
         disk=observed.disk,
+        withheld=tuple(withheld),
+        unmanaged=cleanup.unmanaged,
+        budget=cleanup.fit,
+        retention_mode=desired.retention.mode,
     )
+
+
+def _hold_in_use(
+    actions: list[Action], assessments: tuple[Assessment, ...], observed: Observation
+) -> tuple[list[Action], list[Withheld]]:
+    """A model under a live lease keeps the commit its ref serves: an update that would
+    switch the ref waits (and the plan says so) until the lease ends."""
+    switching = {
+        a.model.name: a.served_commit
+        for a in assessments
+        if a.in_use and a.served_commit is not None and a.served_commit != a.commit
+    }
+    kept: list[Action] = []
+    held: list[Withheld] = []
+    for action in actions:
+        served = switching.get(action.model)
+        if action.kind is ActionKind.UPDATE and served is not None:
+            holders = ", ".join(sorted({x.holder for x in observed.leases[action.model]}))
+            held.append(
+                Withheld(
+                    action,
+                    Reason.IN_USE,
+                    f"in use ({holders}); refs/{action.revision} stays at {served[:12]} until "
+                    "the lease ends",
+                )
+            )
+        else:
+            kept.append(action)
+    return kept, held
 
 
 def _order_key(
@@ -120,7 +187,9 @@ def queue(the_plan: Plan) -> dict[str, QueueEntry]:
     """
     totals: dict[str, int] = {}
     for a in the_plan.actions:  # dicts keep insertion order: the order of first appearance
-        transfer = a.bytes if a.kind is not ActionKind.VERIFY else 0
+        if a.kind is ActionKind.DELETE:
+            continue  # the queue is of work that makes models available
+        transfer = a.bytes if a.kind in TRANSFER_KINDS else 0
         totals[a.model] = totals.get(a.model, 0) + transfer
     entries: dict[str, QueueEntry] = {}
     ahead = 0
@@ -136,6 +205,11 @@ def _problems(assessments: tuple[Assessment, ...]) -> tuple[list[str], list[str]
     warnings: list[str] = []
     for a in assessments:
         if a.model.suspend:
+            if a.paused:
+                warnings.append(
+                    f"{a.model.name}: paused through the API; nothing is planned for it until "
+                    "it is resumed"
+                )
             continue
         if a.problem is not None:
             line = f"{a.model.name}: {a.problem.message}"
@@ -165,7 +239,8 @@ def _fit(actions: list[Action], observed: Observation) -> list[str]:
     """
     if observed.disk is None:
         return []
-    needed = sum(a.bytes for a in actions if a.kind is not ActionKind.VERIFY)
+    # Deletions run after the transfers (they come last), so they make no room for them.
+    needed = sum(a.bytes for a in actions if a.kind in TRANSFER_KINDS)
     if needed <= observed.disk.free:
         return []
     return [

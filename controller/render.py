@@ -7,7 +7,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from controller.domain import Action, ActionKind, Plan
+from controller.budget import numbers as budget_numbers
+from controller.domain import Action, ActionKind, BudgetFit, Plan, Reason
 from controller.units import human_bytes, plural
 from reconcilers.base import ActionResult
 
@@ -35,10 +36,34 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             "by_kind": {k.value: counts.get(k.value, 0) for k in ActionKind},
             "download_bytes": plan.download_bytes,
             "verify_bytes": plan.verify_bytes,
+            "freed_bytes": plan.freed_bytes,
         },
         "disk": None if plan.disk is None else {"total": plan.disk.total, "free": plan.disk.free},
+        "retention_mode": plan.retention_mode.value,
+        "budget": _budget_to_dict(plan.budget),
+        "withheld": [
+            {**_action_to_dict(w.action), "withheld_because": w.reason.value, "why": w.message}
+            for w in plan.withheld
+        ],
+        "unmanaged": [
+            {"repo": u.repo, "bytes": u.bytes, "commits": list(u.commits)} for u in plan.unmanaged
+        ],
         "warnings": list(plan.warnings),
         "errors": list(plan.errors),
+    }
+
+
+def _budget_to_dict(fit: BudgetFit | None) -> dict[str, Any] | None:
+    if fit is None:
+        return None
+    return {
+        "budget": fit.budget,
+        "source": fit.source,
+        "on_disk": fit.on_disk,
+        "transfers": fit.transfers,
+        "freed": fit.freed,
+        "total": fit.total,
+        "fits": fit.fits,
     }
 
 
@@ -76,16 +101,55 @@ def plan_to_text(plan: Plan) -> str:
             if not plan.errors
             else "No changes planned for the models that could be assessed."
         )
+        lines.extend(_retention_lines(plan))
         return "\n".join(lines) + "\n"
     lines.append("modelsync will perform the following actions, in this order:")
     lines.append("")
-    width = max(len(a.model) for a in plan.actions)
-    for a in plan.actions:
-        lines.append(_action_line(a, width))
-        lines.append(f"      {a.message}" + (f"; {a.priority_reason}" if a.priority_reason else ""))
+    lines.extend(_action_lines(plan.actions))
     lines.append("")
     lines.append(_summary(plan))
+    lines.extend(_retention_lines(plan))
     return "\n".join(lines) + "\n"
+
+
+def _action_lines(actions: Sequence[Action], why: Sequence[str] = ()) -> list[str]:
+    lines: list[str] = []
+    width = max(len(a.model) for a in actions)
+    for i, a in enumerate(actions):
+        lines.append(_action_line(a, width))
+        lines.append(f"      {a.message}" + (f"; {a.priority_reason}" if a.priority_reason else ""))
+        if i < len(why):
+            lines.append(f"      {why[i]}")
+    return lines
+
+
+def _retention_lines(plan: Plan) -> list[str]:
+    """What retention reports besides the actions: held back, recommended, the budget, and
+    what in the cache is not modelsync's."""
+    lines: list[str] = []
+    held = [w for w in plan.withheld if w.reason is not Reason.RECOMMEND_ONLY]
+    if held:
+        lines += ["", "Held back (nothing that is in use is deleted or switched):", ""]
+        lines += _action_lines([w.action for w in held], [w.message for w in held])
+    recommended = [w.action for w in plan.withheld if w.reason is Reason.RECOMMEND_ONLY]
+    if recommended:
+        freed = human_bytes(sum(a.bytes for a in recommended))
+        lines += [
+            "",
+            f"Recommended deletions (retention.mode is recommend, so none is applied; "
+            f"{freed} in all):",
+            "",
+        ]
+        lines += _action_lines(recommended)
+    if plan.budget is not None:
+        lines += ["", f"Disk budget: {budget_numbers(plan.budget)}."]
+    if plan.unmanaged:
+        lines += ["", "Not modelsync's (other tools' files; never deleted):"]
+        lines += [
+            f"  {u.repo}  {human_bytes(u.bytes)}  ({plural(len(u.commits), 'revision')})"
+            for u in plan.unmanaged
+        ]
+    return lines
 
 
 def _action_line(a: Action, width: int) -> str:
@@ -106,6 +170,8 @@ def _summary(plan: Plan) -> str:
     ]
     text = f"Plan: {', '.join(parts)}."
     text += f"\nTransfer: {human_bytes(plan.download_bytes)}"
+    if plan.freed_bytes:
+        text += f"; frees: {human_bytes(plan.freed_bytes)}"
     if plan.verify_bytes:
         text += f"; hash: {human_bytes(plan.verify_bytes)}"
     if plan.disk is not None:
@@ -125,6 +191,8 @@ def results_to_text(results: Sequence[ActionResult]) -> str:
         what = f"{plural(len(r.outcomes), 'file')}"
         if r.transferred:
             what += f", {human_bytes(r.transferred)} transferred"
+        if a.kind is ActionKind.DELETE and r.ok:
+            what += f", {human_bytes(a.bytes)} freed"
         lines.append(f"  {mark:<6} {a.kind.value} {a.model}: {what}")
         for o in r.outcomes:
             if o.repaired:

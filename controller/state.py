@@ -19,7 +19,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -28,7 +28,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from controller.domain import RemoteFile, RemoteRevision, Verification
+from controller.domain import (
+    DeletionRecord,
+    Eviction,
+    FileWork,
+    Lease,
+    OwnedFile,
+    Reason,
+    RemoteFile,
+    RemoteRevision,
+    Verification,
+)
 from controller.usage import UsageAggregate, UsageEvent
 
 DB_FILENAME = "modelsync.db"
@@ -119,6 +129,79 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # Models paused through the API (the manifest's `suspend` is the other way): kept
+        # here so that a pause survives restarts and every plan sees it.
+        """
+        CREATE TABLE pauses (
+            model TEXT PRIMARY KEY,
+            paused_at TEXT NOT NULL
+        )
+        """,
+    ),
+    (
+        # Retention.  owned_files: the snapshot entries modelsync made or adopted, the only
+        # ones it may ever delete.  Filled on every successful download; the INSERT below
+        # gives a database from before this migration the entries its history shows.
+        """
+        CREATE TABLE owned_files (
+            repo TEXT NOT NULL,
+            commit_sha TEXT NOT NULL,
+            path TEXT NOT NULL,
+            model TEXT NOT NULL,
+            origin TEXT NOT NULL CHECK (origin IN ('downloaded', 'adopted')),
+            since TEXT NOT NULL,
+            PRIMARY KEY (repo, commit_sha, path)
+        ) WITHOUT ROWID
+        """,
+        """
+        INSERT OR IGNORE INTO owned_files (repo, commit_sha, path, model, origin, since)
+        SELECT repo, commit_sha, path, MIN(model), 'downloaded', MIN(finished_at)
+        FROM downloads WHERE outcome = 'ok' GROUP BY repo, commit_sha, path
+        """,
+        # leases: who uses a model right now.  A lease is void once its heartbeat is older
+        # than its ttl, or once its process (pid on host) is gone.
+        """
+        CREATE TABLE leases (
+            id TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            holder TEXT NOT NULL,
+            pid INTEGER,
+            host TEXT NOT NULL,
+            acquired_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL,
+            ttl_seconds REAL NOT NULL CHECK (ttl_seconds > 0)
+        )
+        """,
+        "CREATE INDEX leases_by_model ON leases (model)",
+        # deletions: a journal written before a deletion touches the cache and closed after
+        # it; an open row is a deletion that was killed halfway, for the next apply to finish.
+        """
+        CREATE TABLE deletions (
+            id INTEGER PRIMARY KEY,
+            model TEXT NOT NULL,
+            repo TEXT NOT NULL,
+            commit_sha TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            message TEXT NOT NULL,
+            files_json TEXT NOT NULL,
+            evicts INTEGER NOT NULL CHECK (evicts IN (0, 1)),
+            started_at TEXT NOT NULL,
+            finished_at TEXT
+        )
+        """,
+        "CREATE INDEX deletions_open ON deletions (finished_at, model)",
+        # evicted: on-demand models retention deleted.  They are not fetched again (nor
+        # verified or repaired) until someone requests them, which removes the row.
+        """
+        CREATE TABLE evicted (
+            model TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            message TEXT NOT NULL,
+            evicted_at TEXT NOT NULL
+        )
+        """,
+    ),
 )
 
 
@@ -128,6 +211,31 @@ class StateError(Exception):
 
 class SchemaTooNewError(StateError):
     """The database was written by a newer modelsync than this one."""
+
+
+class InUseError(StateError):
+    """A deletion was refused: a live lease holds the model."""
+
+    def __init__(self, model: str, leases: Sequence[Lease]) -> None:
+        holders = ", ".join(sorted({lease.holder for lease in leases}))
+        super().__init__(f"{model} is in use ({holders}); its deletion waits for the lease")
+        self.model = model
+        self.leases = tuple(leases)
+
+
+class BeingEvictedError(StateError):
+    """A lease was refused: retention is deleting the model right now."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"{model} is being evicted by retention; request it again once the deletion is done"
+        )
+        self.model = model
+
+
+# Reasons whose deletion takes a declared model's own files away (rather than files it no
+# longer needs): the model is then evicted, and a lease cannot start while that happens.
+EVICTION_REASONS = frozenset({Reason.UNUSED, Reason.OVER_BUDGET})
 
 
 class DownloadOutcome(str, Enum):
@@ -214,6 +322,43 @@ def _files_from_json(text: str) -> tuple[RemoteFile, ...]:
     return tuple(
         RemoteFile(path=d["path"], size=d["size"], blob_id=d["blob_id"], sha256=d["sha256"])
         for d in json.loads(text)
+    )
+
+
+def _work_to_json(files: Sequence[FileWork]) -> str:
+    return json.dumps(
+        [{"path": f.path, "size": f.size, "etag": f.etag} for f in files], separators=(",", ":")
+    )
+
+
+def _work_from_json(text: str) -> tuple[FileWork, ...]:
+    return tuple(FileWork(d["path"], d["size"], d["etag"]) for d in json.loads(text))
+
+
+def _lease_from_row(row: sqlite3.Row) -> Lease:
+    return Lease(
+        id=row["id"],
+        model=row["model"],
+        holder=row["holder"],
+        pid=row["pid"],
+        host=row["host"],
+        acquired_at=_parse_timestamp(row["acquired_at"]),
+        heartbeat_at=_parse_timestamp(row["heartbeat_at"]),
+        ttl_seconds=row["ttl_seconds"],
+    )
+
+
+def _deletion_from_row(row: sqlite3.Row) -> DeletionRecord:
+    return DeletionRecord(
+        id=row["id"],
+        model=row["model"],
+        repo=row["repo"],
+        commit=row["commit_sha"],
+        reason=Reason(row["reason"]),
+        message=row["message"],
+        files=_work_from_json(row["files_json"]),
+        started_at=_parse_timestamp(row["started_at"]),
+        finished_at=None if row["finished_at"] is None else _parse_timestamp(row["finished_at"]),
     )
 
 
@@ -513,6 +658,17 @@ class StateStore:
                 ),
             )
             row_id = cursor.lastrowid
+            if DownloadOutcome(outcome) is DownloadOutcome.OK:
+                # In the same transaction: a file modelsync put in the cache is always one it
+                # knows it owns, so retention can never leave it behind as someone else's.
+                conn.execute(
+                    """
+                    INSERT INTO owned_files (repo, commit_sha, path, model, origin, since)
+                    VALUES (?, ?, ?, ?, 'downloaded', ?)
+                    ON CONFLICT (repo, commit_sha, path) DO NOTHING
+                    """,
+                    (repo, commit, path, model, _timestamp(finished_at)),
+                )
         assert row_id is not None  # an INSERT into a rowid table always sets it
         return row_id
 
@@ -713,13 +869,17 @@ class StateStore:
     # ----------------------------------------------------------------- requests
 
     def add_request(self, model: str, at: datetime) -> bool:
-        """Queue a request for ``model``; False when one was already pending (kept as is)."""
+        """Queue a request for ``model``; False when one was already pending (kept as is).
+
+        A request is what brings an evicted model back, so it ends the eviction.
+        """
         with self._write() as conn:
             cursor = conn.execute(
                 "INSERT INTO requests (model, requested_at) VALUES (?, ?) "
                 "ON CONFLICT (model) DO NOTHING",
                 (model, _timestamp(at)),
             )
+            conn.execute("DELETE FROM evicted WHERE model = ?", (model,))
             return cursor.rowcount == 1
 
     def requests(self) -> dict[str, datetime]:
@@ -732,3 +892,219 @@ class StateStore:
         with self._write() as conn:
             cursor = conn.execute("DELETE FROM requests WHERE model = ?", (model,))
             return cursor.rowcount == 1
+
+    # ----------------------------------------------------------------- pauses
+
+    def pause(self, model: str, at: datetime) -> bool:
+        """Pause ``model``'s work; False when it was already paused (kept as is)."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO pauses (model, paused_at) VALUES (?, ?) "
+                "ON CONFLICT (model) DO NOTHING",
+                (model, _timestamp(at)),
+            )
+            return cursor.rowcount == 1
+
+    def resume(self, model: str) -> bool:
+        """Lift a pause; False when the model was not paused."""
+        with self._write() as conn:
+            cursor = conn.execute("DELETE FROM pauses WHERE model = ?", (model,))
+            return cursor.rowcount == 1
+
+    def paused(self) -> dict[str, datetime]:
+        """Paused models: name -> when the pause began."""
+        rows = self._select("SELECT model, paused_at FROM pauses ORDER BY model")
+        return {row["model"]: _parse_timestamp(row["paused_at"]) for row in rows}
+
+    # ----------------------------------------------------------------- ownership
+
+    def adopt(
+        self, model: str, repo: str, commit: str, paths: Iterable[str], at: datetime
+    ) -> int:
+        """Take ownership of snapshot entries another tool put in the cache; returns how
+        many were not owned yet (an entry modelsync downloaded keeps its record)."""
+        rows = [(repo, commit, path, model, _timestamp(at)) for path in paths]
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                """
+                INSERT INTO owned_files (repo, commit_sha, path, model, origin, since)
+                VALUES (?, ?, ?, ?, 'adopted', ?)
+                ON CONFLICT (repo, commit_sha, path) DO NOTHING
+                """,
+                rows,
+            )
+            return conn.total_changes - before
+
+    def owned(self) -> list[OwnedFile]:
+        rows = self._select("SELECT * FROM owned_files ORDER BY repo, commit_sha, path")
+        return [
+            OwnedFile(
+                repo=row["repo"],
+                commit=row["commit_sha"],
+                path=row["path"],
+                model=row["model"],
+                adopted=row["origin"] == "adopted",
+                since=_parse_timestamp(row["since"]),
+            )
+            for row in rows
+        ]
+
+    # ----------------------------------------------------------------- leases
+
+    def add_lease(self, lease: Lease) -> None:
+        """Record a lease; raises :class:`BeingEvictedError` while retention evicts the model.
+
+        One transaction with :meth:`begin_deletion`'s check, so a lease and an eviction of
+        the same model can never both start: whichever commits first wins.
+        """
+        with self._write() as conn:
+            evicting = conn.execute(
+                "SELECT 1 FROM deletions WHERE finished_at IS NULL AND model = ? AND evicts = 1",
+                (lease.model,),
+            ).fetchone()
+            if evicting:
+                raise BeingEvictedError(lease.model)
+            conn.execute(
+                """
+                INSERT INTO leases
+                    (id, model, holder, pid, host, acquired_at, heartbeat_at, ttl_seconds)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                (
+                    lease.id,
+                    lease.model,
+                    lease.holder,
+                    lease.pid,
+                    lease.host,
+                    _timestamp(lease.acquired_at),
+                    _timestamp(lease.heartbeat_at),
+                    lease.ttl_seconds,
+                ),
+            )
+
+    def renew_lease(self, lease_id: str, at: datetime, ttl_seconds: float | None = None) -> bool:
+        """The heartbeat; False when the lease is gone (released, or pruned as void)."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE leases SET heartbeat_at = ?, ttl_seconds = COALESCE(?, ttl_seconds) "
+                "WHERE id = ?",
+                (_timestamp(at), ttl_seconds, lease_id),
+            )
+            return cursor.rowcount == 1
+
+    def release_lease(self, lease_id: str) -> bool:
+        with self._write() as conn:
+            cursor = conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+            return cursor.rowcount == 1
+
+    def leases(self, model: str | None = None) -> list[Lease]:
+        """Every recorded lease, void ones too: whether one is live is the caller's call
+        (:func:`controller.leases.is_live`), since it depends on the clock and on processes."""
+        where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())
+        rows = self._select(f"SELECT * FROM leases {where} ORDER BY model, acquired_at", params)
+        return [_lease_from_row(row) for row in rows]
+
+    def prune_leases(self, is_live: Callable[[Lease], bool]) -> int:
+        """Drop the void leases (their holders died without releasing them)."""
+        void = [lease.id for lease in self.leases() if not is_live(lease)]
+        if not void:
+            return 0
+        with self._write() as conn:
+            conn.executemany("DELETE FROM leases WHERE id = ?", [(i,) for i in void])
+        return len(void)
+
+    # ----------------------------------------------------------------- deletions
+
+    def begin_deletion(
+        self,
+        *,
+        model: str,
+        repo: str,
+        commit: str,
+        reason: Reason,
+        message: str,
+        files: Sequence[FileWork],
+        at: datetime,
+        is_live: Callable[[Lease], bool],
+    ) -> int:
+        """Journal a deletion before it touches the cache; returns its id.
+
+        Raises :class:`InUseError` when a live lease holds ``model``: the check and the journal
+        entry are one transaction, and :meth:`add_lease` checks the journal in one too.  An
+        open entry for the same revision (a deletion killed halfway) is closed: this one
+        finishes it, and stays an eviction if that one was.
+        """
+        with self._write() as conn:
+            rows = conn.execute("SELECT * FROM leases WHERE model = ?", (model,)).fetchall()
+            live = [lease for lease in map(_lease_from_row, rows) if is_live(lease)]
+            if live:
+                raise InUseError(model, live)
+            stamp = _timestamp(at)
+            earlier = conn.execute(
+                "SELECT COALESCE(MAX(evicts), 0) FROM deletions "
+                "WHERE finished_at IS NULL AND model = ? AND repo = ? AND commit_sha = ?",
+                (model, repo, commit),
+            ).fetchone()[0]
+            conn.execute(
+                "UPDATE deletions SET finished_at = ? "
+                "WHERE finished_at IS NULL AND model = ? AND repo = ? AND commit_sha = ?",
+                (stamp, model, repo, commit),
+            )
+            evicts = int(reason in EVICTION_REASONS or bool(earlier))
+            cursor = conn.execute(
+                """
+                INSERT INTO deletions (model, repo, commit_sha, reason, message, files_json,
+                                       evicts, started_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                (model, repo, commit, reason.value, message, _work_to_json(files), evicts, stamp),
+            )
+            if reason in EVICTION_REASONS:
+                # Before the first file goes: an eviction killed halfway must not look like
+                # a half-downloaded model that the next apply should finish.
+                conn.execute(
+                    """
+                    INSERT INTO evicted (model, reason, message, evicted_at) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (model) DO UPDATE SET reason = excluded.reason,
+                        message = excluded.message, evicted_at = excluded.evicted_at
+                    """,
+                    (model, reason.value, message, stamp),
+                )
+            row_id = cursor.lastrowid
+        assert row_id is not None
+        return row_id
+
+    def finish_deletion(
+        self, deletion_id: int, at: datetime, *, repo: str, commit: str, paths: Iterable[str]
+    ) -> None:
+        """Close the journal entry, and forget the ownership of the entries that went."""
+        with self._write() as conn:
+            conn.executemany(
+                "DELETE FROM owned_files WHERE repo = ? AND commit_sha = ? AND path = ?",
+                [(repo, commit, path) for path in paths],
+            )
+            conn.execute(
+                "UPDATE deletions SET finished_at = ? WHERE id = ?", (_timestamp(at), deletion_id)
+            )
+
+    def pending_deletions(self) -> list[DeletionRecord]:
+        rows = self._select("SELECT * FROM deletions WHERE finished_at IS NULL ORDER BY id")
+        return [_deletion_from_row(row) for row in rows]
+
+    def deletion_history(self, limit: int = 100) -> list[DeletionRecord]:
+        """The most recent deletions, newest first."""
+        rows = self._select("SELECT * FROM deletions ORDER BY id DESC LIMIT ?", (limit,))
+        return [_deletion_from_row(row) for row in rows]
+
+    def evictions(self) -> dict[str, Eviction]:
+        rows = self._select("SELECT * FROM evicted ORDER BY model")
+        return {
+            row["model"]: Eviction(
+                model=row["model"],
+                reason=Reason(row["reason"]),
+                message=row["message"],
+                at=_parse_timestamp(row["evicted_at"]),
+            )
+            for row in rows
+        }

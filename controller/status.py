@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from controller.assess import Assessment
 from controller.domain import Phase, Reason, RemoteProblem, UsageStats
 from controller.fsutil import atomic_write_text
+from controller.progress import ModelProgress
+from controller.retention_view import RetentionStatus
 from controller.units import human_bytes, plural
 from controller.usage import effective_priority
 
@@ -70,6 +72,12 @@ class ModelStatus(BaseModel):
     queue_position: int | None = Field(
         default=None, description="1-based place in the order of pending work; None: none"
     )
+    progress: ModelProgress | None = Field(
+        default=None, description="the transfer under way: bytes, files, throughput, ETA"
+    )
+    in_use: bool = Field(
+        default=False, description="a live lease holds it: not deleted, its ref not switched"
+    )
 
 
 class StatusSummary(BaseModel):
@@ -91,6 +99,7 @@ class StatusReport(BaseModel):
     summary: StatusSummary
     models: tuple[ModelStatus, ...]
     errors: tuple[str, ...] = ()
+    retention: RetentionStatus | None = None
 
     def model(self, name: str) -> ModelStatus | None:
         return next((m for m in self.models if m.name == name), None)
@@ -106,8 +115,10 @@ def derive(
     errors: tuple[str, ...] = (),
     usage: Mapping[str, UsageStats] | None = None,
     queue_positions: Mapping[str, int] | None = None,
+    retention: RetentionStatus | None = None,
 ) -> StatusReport:
-    """``usage`` is the observation's; ``queue_positions`` come from the plan (plan.queue)."""
+    """``usage`` is the observation's; ``queue_positions`` come from the plan (plan.queue),
+    and so does ``retention`` (``controller.retention_view.from_plan``)."""
     failures = failures or {}
     in_progress = in_progress or {}
     usage = usage or {}
@@ -137,7 +148,12 @@ def derive(
         ready=ready,
     )
     return StatusReport(
-        observedGeneration=generation, updatedAt=now, summary=summary, models=models, errors=errors
+        observedGeneration=generation,
+        updatedAt=now,
+        summary=summary,
+        models=models,
+        errors=errors,
+        retention=retention,
     )
 
 
@@ -180,6 +196,7 @@ def _model_status(
         ),
         performance_score=used.performance_score if used else None,
         queue_position=position,
+        in_use=a.in_use,
     )
 
 
@@ -187,6 +204,13 @@ def _phase(
     a: Assessment, failure: Failure | None, transient: Phase | None, position: int | None
 ) -> tuple[Phase, Reason, str]:
     if a.model.suspend:
+        if a.paused:
+            return (
+                Phase.PAUSED,
+                Reason.SUSPENDED,
+                f"paused through the API; `reconcile resume {a.model.name}` resumes it; "
+                "partial files are kept",
+            )
         return Phase.PAUSED, Reason.SUSPENDED, "suspended in the manifest; partial files are kept"
     if transient is not None:
         return transient, Reason.INCOMPLETE, f"{len(a.missing)} files to fetch"
@@ -204,6 +228,14 @@ def _phase(
         assert a.problem is not None
         phase = Phase.UNKNOWN if a.problem.reason is Reason.HUB_UNREACHABLE else Phase.FAILED
         return phase, a.problem.reason, a.problem.message
+    if a.retired:
+        assert a.evicted is not None
+        return (
+            Phase.MISSING,
+            Reason.EVICTED,
+            f"evicted {a.evicted.at:%Y-%m-%d} ({a.evicted.reason.value}); fetched again when "
+            "requested",
+        )
     if a.damaged:
         names = ", ".join(d.file.path for d in a.damaged)
         return Phase.CORRUPTED, Reason.CORRUPTED, f"damaged: {names}"

@@ -30,6 +30,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -44,6 +45,7 @@ import httpx2
 from filelock import FileLock
 
 from controller import cachefs, hub
+from controller.cancel import ModelStop
 from controller.domain import Reason
 from controller.fsutil import atomic_write_text, fsync_dir
 from controller.hashing import BlobHasher, HashKind
@@ -59,6 +61,9 @@ CHUNK_SIZE = 1024 * 1024
 FSYNC_EVERY = 64 * 1024 * 1024
 # Reading the prefix of a resumed partial: one pass, in large slices.
 PREFIX_READ_SIZE = 8 * 1024 * 1024
+# Progress is reported after at least this many new bytes, not per transport chunk (~64 KiB):
+# at 1 GB/s that is a thousand calls a second instead of sixteen thousand.
+PROGRESS_EVERY = 1024 * 1024
 SIDECAR_SUFFIX = ".json"
 SIDECAR_VERSION = 1
 
@@ -66,6 +71,10 @@ _LOCK_MODE = 0o664  # what huggingface_hub's WeakFileLock uses, so users sharing
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 _T = TypeVar("_T")
+
+# Told (bytes of the file on disk, its size) as a download advances, including the prefix of
+# a resumed partial; a restarted download goes back to 0.
+Progress = Callable[[int, int], None]
 
 
 # --------------------------------------------------------------------------- settings
@@ -189,13 +198,19 @@ def fetch(
     retry: RetryPolicy = DEFAULT_RETRY,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
     limiter: TokenBucket | None = None,
+    progress: Progress | None = None,
+    stop: ModelStop | None = None,
 ) -> Fetched:
     """Put ``ref`` into the cache, verified, and link it into its snapshot.
 
     Raises :class:`~controller.hub.HubError` (``transient`` tells whether a later run may
     succeed) and :class:`~controller.cachefs.UnsafePathError`.  ``token`` is passed to
     huggingface_hub as is: ``None`` means its usual look-up (``HF_TOKEN``, the login).
+    ``stop`` ends the download between two chunks with :class:`~controller.cancel.Cancelled`,
+    keeping the partial file for the next attempt.
     """
+    if stop is not None:
+        stop.check()
     cachefs.check_relative(ref.path)
     snapshot = cachefs.snapshot_path(cache_dir, ref.repo, ref.commit, ref.path)
     try:
@@ -205,8 +220,10 @@ def fetch(
             if blob.is_file():
                 with _blob_lock(cache_dir, ref.repo, ref.etag):
                     _link(snapshot, blob)
+                if progress is not None and ref.size is not None:
+                    progress(ref.size, ref.size)
                 return Fetched(snapshot, blob, ref.etag, None, 0, 0)
-        job = _Job(ref, cache_dir, endpoint, token, retry, timeouts, limiter)
+        job = _Job(ref, cache_dir, endpoint, token, retry, timeouts, limiter, progress, stop)
         return job.run(snapshot)
     except OSError as e:  # the lock, a directory, the link: the cache cannot be written
         raise _as_hub_error(e, ref, endpoint) from None
@@ -235,6 +252,8 @@ class _Job:
         retry: RetryPolicy,
         timeouts: Timeouts,
         limiter: TokenBucket | None,
+        progress: Progress | None = None,
+        stop: ModelStop | None = None,
     ) -> None:
         self.ref = ref
         self.cache_dir = cache_dir
@@ -242,8 +261,11 @@ class _Job:
         self.token = token
         self.timeouts = timeouts
         self.limiter = limiter
-        self.attempts = _Attempts(retry)
+        self.progress = progress
+        self.stop = stop
+        self.attempts = _Attempts(retry, stop)
         self.transferred = 0
+        self._reported = -1  # bytes on disk at the last progress report
 
     def run(self, snapshot: Path) -> Fetched:
         target = self.attempts.until_done(self._head, self._error)
@@ -251,6 +273,7 @@ class _Job:
         with _blob_lock(self.cache_dir, self.ref.repo, target.etag):
             if blob.is_file():  # another process finished it while we waited for the lock
                 _link(snapshot, blob)
+                self._report(target.size, target.size, force=True)
                 return Fetched(snapshot, blob, target.etag, None, 0, 0)
             digest, resumed_from = self._download(target, blob)
             _link(snapshot, blob)
@@ -321,12 +344,14 @@ class _Job:
         """Fill the partial, verify it and move it to ``blob``; (digest, bytes resumed)."""
         partial = _Partial.open(blob, self.ref, target)
         resumed_from = partial.size
+        self._report(partial.size, target.size, force=True)
         try:
             while True:
                 self.attempts.until_done(lambda: self._fill(target, partial), self._error)
                 digest = partial.digest()
                 if digest == target.etag:
                     partial.publish(blob)
+                    self._report(partial.size, target.size, force=True)
                     return digest, resumed_from
                 if partial.resumed_from == 0:
                     partial.discard()
@@ -347,7 +372,7 @@ class _Job:
         """One GET of whatever is still missing; raises when the body ends short."""
         if partial.size >= target.size:
             return
-        with self._get(target, partial) as response:
+        with self._get(target, partial) as response, self._interruptible(response):
             self._accept(response, partial, target)
             # Without a limit, take the transport's own chunks (~64 KiB): asking httpx for
             # large chunks makes it copy every byte through a buffer while holding the GIL,
@@ -364,12 +389,28 @@ class _Job:
                 self.transferred += len(chunk)
                 partial.write(chunk)
                 self.attempts.progressed()
+                self._report(partial.size, target.size)
+                if self.stop is not None:
+                    self.stop.check()  # between chunks: the partial is a whole, hashed prefix
         if partial.size < target.size:
             raise HubError(
                 Reason.DOWNLOAD_FAILED,
                 f"{self.ref.where}: the body ended after {partial.size} of {target.size} bytes",
                 transient=True,
             )
+
+    def _report(self, done: int, total: int, *, force: bool = False) -> None:
+        if self.progress is None or (not force and 0 <= done - self._reported < PROGRESS_EVERY):
+            return
+        self._reported = done
+        self.progress(done, total)
+
+    def _interruptible(self, response: httpx2.Response) -> contextlib.AbstractContextManager[None]:
+        """While the body streams, a stop shuts the socket down: a read blocked on a held or
+        stalled connection returns at once instead of after the read timeout."""
+        if self.stop is None:
+            return contextlib.nullcontext()
+        return self.stop.waking(lambda: _shutdown(response))
 
     @contextlib.contextmanager
     def _get(self, target: _Target, partial: _Partial) -> Iterator[httpx2.Response]:
@@ -440,8 +481,9 @@ class _Job:
 class _Attempts:
     """Counts consecutive failures of one download and sleeps between attempts."""
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, stop: ModelStop | None = None) -> None:
         self.policy = policy
+        self.stop = stop
         self.failures = 0
 
     def progressed(self) -> None:
@@ -453,6 +495,8 @@ class _Attempts:
                 return step()
             except (HubError, httpx2.HTTPError, OSError) as e:
                 error = classify(e)
+            if self.stop is not None:
+                self.stop.check()  # the failure may be the stop's own doing (a shut socket)
             self._after(error)
 
     def _after(self, error: HubError) -> None:
@@ -465,7 +509,16 @@ class _Attempts:
                 f"{error.message} (gave up after {self.failures} attempts)",
                 transient=True,
             )
-        time.sleep(self.policy.delay(self.failures, error.retry_after))
+        self._wait(self.policy.delay(self.failures, error.retry_after))
+
+    def _wait(self, seconds: float) -> None:
+        if self.stop is None:
+            time.sleep(seconds)
+            return
+        woken = threading.Event()
+        with self.stop.waking(woken.set):
+            woken.wait(seconds)
+        self.stop.check()
 
 
 # --------------------------------------------------------------------------- the partial file
@@ -730,6 +783,15 @@ def _as_hub_error(error: Exception, ref: FileRef, endpoint: str) -> HubError:
             transient=False,
         )
     return HubError(Reason.DOWNLOAD_FAILED, f"{ref.where}: {_describe(error)}", transient=False)
+
+
+def _shutdown(response: httpx2.Response) -> None:
+    """Wake a thread blocked reading ``response`` (closing the socket would not, on Linux)."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _describe(error: Exception) -> str:

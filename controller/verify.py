@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,8 +17,11 @@ from pathlib import Path
 
 from controller import cachefs
 from controller.assess import Assessment
-from controller.domain import FileWork
+from controller.cancel import Cancelled
+from controller.domain import DesiredState, FileWork
 from controller.inspection import inspect
+from controller.observe import observe
+from controller.plan import assess_all
 from controller.state import StateStore
 
 
@@ -37,6 +40,34 @@ class _Job:
     file: FileWork
 
 
+def verify_declared(
+    desired: DesiredState,
+    store: StateStore,
+    *,
+    clock: Callable[[], datetime],
+    models: Collection[str] = (),
+    full: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> list[Check]:
+    """Check the declared models (only ``models``, when given) against the cache.
+
+    No hub is needed: the cache's own snapshot and the hub's last answer say what each
+    file should hash to.
+    """
+    observed = observe(desired, now=clock(), offline=True, store=store)
+    chosen = [a for a in assess_all(desired, observed) if not models or a.model.name in models]
+    return verify(
+        chosen,
+        cache_dir=Path(desired.cache_dir),
+        store=store,
+        clock=clock,
+        full=full,
+        progress=progress,
+        stop=stop,
+    )
+
+
 def verify(
     assessments: Iterable[Assessment],
     *,
@@ -45,7 +76,10 @@ def verify(
     clock: Callable[[], datetime],
     full: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[Check]:
+    """``stop`` is asked before each file; once it says so, :class:`Cancelled` is raised
+    (a file being hashed is finished first)."""
     jobs = [
         _Job(a, f)
         for a in assessments
@@ -56,9 +90,15 @@ def verify(
     total = sum(j.file.size for j in jobs)
     done = 0
     checks: list[Check] = []
+
+    def unless_stopped(job: _Job) -> tuple[Check, int]:
+        if stop is not None and stop():
+            raise Cancelled("verification stopped")
+        return _check(job, cache_dir, store, clock, full)
+
     # hashlib releases the GIL on large buffers, so one thread per core hashes in parallel.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        futures = [pool.submit(_check, j, cache_dir, store, clock, full) for j in jobs]
+        futures = [pool.submit(unless_stopped, j) for j in jobs]
         for future in as_completed(futures):
             check, size = future.result()
             checks.append(check)

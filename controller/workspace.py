@@ -17,10 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from controller import cachefs, hub, transfer
+from controller import cachefs, deletion, hub, leases, transfer
+from controller.cancel import StopSignal
 from controller.domain import Action, FileWork, Reason, Verification, is_commit
 from controller.fsutil import atomic_write_text
 from controller.inspection import inspect
+from controller.progress import ProgressTracker
 from controller.state import DownloadOutcome, StateStore
 from controller.transfer import RetryPolicy, TokenBucket
 from reconcilers.base import FileOutcome
@@ -39,8 +41,12 @@ class CacheWorkspace:
         concurrency: int = 8,
         max_bandwidth: int | None = None,
         retry: RetryPolicy = transfer.DEFAULT_RETRY,
+        stop: StopSignal | None = None,
+        progress: ProgressTracker | None = None,
     ) -> None:
-        """``max_bandwidth`` (bytes/s) is shared by all of this workspace's downloads."""
+        """``max_bandwidth`` (bytes/s) is shared by all of this workspace's downloads.
+        ``stop`` ends a model's transfers and checks between chunks and files (raising
+        :class:`~controller.cancel.Cancelled`); ``progress`` hears every file's bytes."""
         self.cache_dir = Path(cache_dir)
         self.endpoint = endpoint
         self.store = store
@@ -48,10 +54,14 @@ class CacheWorkspace:
         self.concurrency = max(1, concurrency)
         self.retry = retry
         self.limiter = TokenBucket(max_bandwidth) if max_bandwidth else None
+        self.stop = stop
+        self.progress = progress
 
     # ------------------------------------------------------------------ Workspace
 
     def fetch(self, action: Action, files: Sequence[FileWork]) -> tuple[FileOutcome, ...]:
+        if self.progress is not None:
+            self.progress.expect(action.model, ((f.path, f.size) for f in files))
         return self._each(files, lambda f: self._fetch_one(action, f))
 
     def verify(self, action: Action, files: Sequence[FileWork]) -> tuple[FileOutcome, ...]:
@@ -64,11 +74,33 @@ class CacheWorkspace:
     def point_ref(self, action: Action) -> None:
         if is_commit(action.revision):
             return
+        ref = cachefs.ref_path(self.cache_dir, action.repo, action.revision)
+        if self._switch_held(action, ref):
+            return
         # The ref is rewritten atomically: an application resolving the revision sees the
         # old commit or the new one, never a missing or half-written ref.
-        atomic_write_text(
-            cachefs.ref_path(self.cache_dir, action.repo, action.revision), action.commit
+        atomic_write_text(ref, action.commit)
+
+    def delete(self, action: Action) -> tuple[FileOutcome, ...]:
+        return deletion.delete(
+            action,
+            cache_dir=self.cache_dir,
+            store=self.store,
+            clock=self.clock,
+            is_live=lambda lease: leases.is_live(lease, self.clock()),
         )
+
+    def _switch_held(self, action: Action, ref: Path) -> bool:
+        """A lease taken after planning still keeps the served commit: the files stay and
+        the next reconcile switches the ref once the lease ends."""
+        try:
+            served = ref.read_text().strip()
+        except OSError:
+            return False  # no ref yet: pointing it switches nothing anyone uses
+        if served == action.commit:
+            return False
+        now = self.clock()
+        return any(leases.is_live(lease, now) for lease in self.store.leases(action.model))
 
     # ------------------------------------------------------------------ internals
 
@@ -92,6 +124,8 @@ class CacheWorkspace:
                 endpoint=self.endpoint,
                 retry=self.retry,
                 limiter=self.limiter,
+                progress=self.progress.file(action.model, f.path) if self.progress else None,
+                stop=self.stop.for_model(action.model) if self.stop else None,
             )
         except hub.HubError as e:
             corrupt = e.reason in (Reason.CHECKSUM_MISMATCH, Reason.SIZE_MISMATCH)
@@ -145,6 +179,8 @@ class CacheWorkspace:
         return FileOutcome(f.path, ok=True, transferred=fetched.transferred)
 
     def _verify_one(self, action: Action, f: FileWork) -> FileOutcome:
+        if self.stop is not None:
+            self.stop.for_model(action.model).check()  # between files: hashing is not undone
         try:
             snapshot = cachefs.snapshot_path(self.cache_dir, action.repo, action.commit, f.path)
         except cachefs.UnsafePathError as e:

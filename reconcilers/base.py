@@ -63,6 +63,12 @@ class Workspace(Protocol):
         every action of the model succeeded, so the ref never names an incomplete commit)."""
         ...
 
+    def delete(self, action: Action) -> tuple[FileOutcome, ...]:
+        """Remove ``action.files`` from snapshot ``action.commit``, then whatever of theirs
+        nothing refers to any more: refs to the emptied snapshot, and blobs no remaining
+        entry links.  Refused while a live lease holds the model; crash-safe at any instant."""
+        ...
+
 
 def action_for(
     a: Assessment, kind: ActionKind, files: tuple[FileWork, ...], reason: Reason, message: str

@@ -18,7 +18,7 @@ from reconcilers.base import ActionResult, Workspace, action_for
 def plan(assessments: tuple[Assessment, ...]) -> list[Action]:
     actions: list[Action] = []
     for a in assessments:
-        if a.commit is None or a.model.suspend or a.on_demand_unrequested:
+        if a.commit is None or a.model.suspend or a.on_demand_unrequested or a.retired:
             continue
         moving = a.served_commit is not None and a.served_commit != a.commit
         if moving and (a.missing or a.ref_behind):

@@ -21,7 +21,7 @@ _DAMAGE = {Reason.CHECKSUM_MISMATCH, Reason.SIZE_MISMATCH}
 def plan(assessments: tuple[Assessment, ...]) -> list[Action]:
     actions: list[Action] = []
     for a in assessments:
-        if a.commit is None or a.model.suspend:
+        if a.commit is None or a.model.suspend or a.retired:
             continue
         if a.damaged:
             files = tuple(d.file for d in a.damaged)

@@ -78,15 +78,25 @@ class Workdir:
     def reconcile(self, *args: str, env: dict[str, str] | None = None) -> Run:
         return reconcile(*args, "-f", str(self.manifests), endpoint=self.endpoint, env=env)
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Run ``reconcile`` in the background, e.g. to kill it mid-transfer."""
-        return subprocess.Popen(
-            _command(*args, "-f", str(self.manifests)),
-            env=_environment(self.endpoint, env),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=REPO_ROOT,
-        )
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Run ``reconcile`` in the background, e.g. to kill it mid-transfer; ``log`` gets
+        its stdout and stderr."""
+        command = _command(*args, "-f", str(self.manifests))
+        environment = _environment(self.endpoint, env)
+        if log is None:
+            return subprocess.Popen(
+                command,
+                env=environment,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=REPO_ROOT,
+            )
+        with log.open("ab") as output:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(
+                command, env=environment, stdout=output, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+            )
 
 
 def reconcile(

@@ -170,8 +170,11 @@ def test_branch_move_with_auto_updates_fetches_only_changed_files(
     new_commit = hub.publish("org/tiny", {**REPO_FILES, "model.safetensors": new_weights})
 
     plan = work.reconcile("--plan", "--json").json()
-    (action,) = plan["actions"]
+    action, old_revision = plan["actions"]
     assert (action["kind"], action["bytes"]) == ("update", len(new_weights))
+    # Once the ref has moved, the old revision goes: only the blob the new one does not share.
+    assert (old_revision["kind"], old_revision["reason"]) == ("delete", "OldRevision")
+    assert old_revision["bytes"] == len(WEIGHTS)
     hub.clear_requests()
     assert work.reconcile("--apply").code == 0
     assert [r.path.rsplit("/", 1)[-1] for r in hub.requests_for("*/resolve/*", "GET")] == [

@@ -263,9 +263,9 @@ def test_retention_percentage_is_the_default_budget(work: Workdir) -> None:
     assert "(retention.max_storage_usage_percent 0.0001% of the cache disk's" in run.out
 
 
-def test_state_and_budget_are_for_plans_only(work: Workdir) -> None:
-    run = ok(work.reconcile("--apply", "--budget-bytes", "1"), 1)
-    assert "--state and --budget-bytes only apply to --plan" in run.err
+def test_state_is_for_plans_only(work: Workdir) -> None:
+    run = ok(work.reconcile("--apply", "--state", "status.yaml"), 1)
+    assert "--state only applies to --plan" in run.err
     assert not work.cache.exists()
 
 

@@ -375,10 +375,3 @@ def test_percent_budget_is_of_the_disk_total() -> None:
     chosen = budget.from_percent(80, Disk(total=1_000_000_000, free=500_000_000))
     assert chosen.bytes == 800_000_000
     assert "max_storage_usage_percent 80% of the cache disk's 1.0 GB" in chosen.source
-
-
-def test_used_by_models_counts_each_blob_once() -> None:
-    f = CachedFile("a", "e" * 64, 100)
-    repo = CachedRepo("org/m", snapshots={C1: {"a": f}, C2: {"a": f, "b": CachedFile("b", "f", 5)}})
-    observed = Observation(cache={"org/m": repo}, remote={}, verifications={}, disk=None)
-    assert budget.used_by_models(observed, [model()]) == 105

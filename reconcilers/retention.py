@@ -1,0 +1,606 @@
+"""Retention: delete what modelsync owns and no longer needs, and evict to fit the budget.
+
+Safe by construction, because every deletion is drawn from one set and checked against
+another:
+
+- **Owned** snapshot entries are the only candidates: what modelsync downloaded (recorded with
+  each download) or was told to adopt (``adopt: true``, ``reconcile adopt``).  Another tool's
+  repo, revision, or extra files in the same snapshot are *unmanaged*: reported with their
+  size, never deleted.
+- **Needed** entries are never deleted: the selected files of every declared model at the
+  commit it should be at and at the commit its ref serves (until an update moves it).  A
+  suspended or paused model, or one whose commit is unknown (hub unreachable, nothing
+  cached), claims its whole repo.
+- A model under a live **lease** is never deleted (the deletion is shown as held back).
+
+What goes, and why (each deletion names its rule):
+
+``RemovedFromManifest``
+    owned entries of a model no manifest declares (any more, or not with that repo).
+``OldRevision`` / ``NotSelected``
+    owned entries of a declared model that it moved away from (an update, a new revision)
+    or that its include/exclude no longer select.
+``Unused``
+    an on-demand model neither used nor downloaded for more than ``max_unused_days``.
+``OverBudget``
+    when what modelsync manages, plus the plan's transfers, minus the deletions above,
+    exceeds the budget: on-demand models used less than ``min_usage_frequency``, least
+    valuable first (effective priority, then uses per day, then last use, then name), until
+    it fits.  If it cannot fit even then, that is a plan error with the numbers and the
+    reason each remaining model could not go.
+``Interrupted``
+    a deletion the state journal shows was killed halfway: finished first.
+
+An eviction (``Unused``, ``OverBudget``) is remembered in the state store, so an evicted
+on-demand model is not fetched again until it is requested: no download/delete flapping.
+Models declared ``policy: always`` are never evicted, and neither are ones
+``preserve_high_priority`` (critical, high) or ``preserve_recently_downloaded`` (the last
+:data:`RECENTLY_DOWNLOADED_DAYS` days) protect, nor any with other work in this plan.
+
+Bytes are counted per blob: a blob two revisions or two models share is freed only by the
+deletion that removes its last reference (``apply`` checks again on disk, at deletion time).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from controller.assess import Assessment
+from controller.budget import REMEDY, Budget, numbers
+from controller.domain import (
+    TRANSFER_KINDS,
+    Action,
+    ActionKind,
+    BudgetFit,
+    CachedFile,
+    DesiredState,
+    FileWork,
+    Observation,
+    OwnedFile,
+    Policy,
+    Priority,
+    Reason,
+    Unmanaged,
+    Withheld,
+)
+from controller.selection import selects
+from controller.units import human_bytes, plural
+from controller.usage import effective_priority, format_rate, uses_per_day
+from reconcilers.base import ActionResult, Workspace
+
+RECENTLY_DOWNLOADED_DAYS = 7
+NOTHING_TO_EVICT = "modelsync owns no model it could evict"
+
+# (repo, commit, path): one snapshot entry.
+Key = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """Retention's proposals: the deletions in order, and what it reports around them."""
+
+    deletions: tuple[Action, ...] = ()
+    withheld: tuple[Withheld, ...] = ()  # deletions a live lease holds back
+    unmanaged: tuple[Unmanaged, ...] = ()
+    fit: BudgetFit | None = None
+    errors: tuple[str, ...] = ()
+
+
+def plan(
+    desired: DesiredState,
+    observed: Observation,
+    assessments: tuple[Assessment, ...],
+    now: datetime,
+    *,
+    proposals: Sequence[Action] = (),
+    budget: Budget | None = None,
+) -> Cleanup:
+    """``proposals`` are the other reconcilers' actions (their transfers count against the
+    budget, and a model with work planned is not evicted); ``budget`` None: no budget."""
+    return _Planner(desired, observed, assessments, now, proposals).run(budget)
+
+
+def apply(action: Action, workspace: Workspace) -> ActionResult:
+    return ActionResult(action, workspace.delete(action))
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+class _Ledger:
+    """References to each blob, so that a deletion frees exactly the blobs it unlinks last.
+
+    A copied (not linked) snapshot file is its own blob, keyed by its path.
+    """
+
+    def __init__(self, observed: Observation) -> None:
+        self.refs: dict[tuple[str, str], int] = defaultdict(int)
+        self.sizes: dict[tuple[str, str], int] = {}
+        self.present: dict[Key, CachedFile] = {}
+        self.freed: set[tuple[str, str]] = set()
+        for repo, cached in observed.cache.items():
+            for name, size in cached.blobs.items():
+                self.sizes[(repo, name)] = size
+            for commit, files in cached.snapshots.items():
+                for path, entry in files.items():
+                    self.present[(repo, commit, path)] = entry
+                    blob = self.blob((repo, commit, path), entry.blob)
+                    self.refs[blob] += 1
+                    if entry.size >= 0:
+                        # A link's size is its blob's; blobs/ is listed too, for the orphans.
+                        self.sizes.setdefault(blob, entry.size)
+
+    @staticmethod
+    def blob(key: Key, name: str) -> tuple[str, str]:
+        repo, commit, path = key
+        return (repo, name) if name else (repo, f"{commit}/{path}")
+
+    def blob_of(self, key: Key) -> tuple[str, str] | None:
+        entry = self.present.get(key)
+        return None if entry is None else self.blob(key, entry.blob)
+
+    def link(self, key: Key, name: str) -> None:
+        """An entry a planned transfer will create: the blob it links stays referenced
+        (it is not on disk yet, so it is not ``present`` and no deletion can take it)."""
+        if key not in self.present:
+            self.refs[self.blob(key, name)] += 1
+
+    def bytes_of(self, blobs: Iterable[tuple[str, str]]) -> int:
+        return sum(self.sizes.get(b, 0) for b in set(blobs))
+
+    def remove(self, keys: Iterable[Key], also: Iterable[tuple[str, str]] = ()) -> int:
+        """Unlink ``keys``; the bytes of the blobs nothing refers to any more.
+
+        ``also``: blobs whose entries are already gone (a deletion killed halfway).
+        """
+        candidates = set(also)
+        for key in keys:
+            blob = self.blob_of(key)
+            if blob is None:
+                continue
+            del self.present[key]
+            self.refs[blob] -= 1
+            candidates.add(blob)
+        gone = {
+            b for b in candidates if self.refs[b] <= 0 and b in self.sizes and b not in self.freed
+        }
+        self.freed |= gone
+        return self.bytes_of(gone)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass
+class _Candidate:
+    """An on-demand model that retention may evict."""
+
+    assessment: Assessment
+    keys: dict[str, list[Key]]  # by commit: the owned entries an eviction deletes
+    downloaded: datetime
+    last_used: datetime | None
+    uses: float
+    priority: Priority
+
+    @property
+    def name(self) -> str:
+        return self.assessment.model.name
+
+    @property
+    def last_active(self) -> datetime:
+        return max(self.downloaded, self.last_used or self.downloaded)
+
+    def value(self) -> tuple[int, float, datetime, str]:
+        """Least valuable first: lowest priority, then fewest uses, then longest unused
+        (never used counts as longest)."""
+        never = datetime.min.replace(tzinfo=self.downloaded.tzinfo)
+        return (-self.priority.rank, self.uses, self.last_used or never, self.name)
+
+
+class _Planner:
+    def __init__(
+        self,
+        desired: DesiredState,
+        observed: Observation,
+        assessments: tuple[Assessment, ...],
+        now: datetime,
+        proposals: Sequence[Action],
+    ) -> None:
+        self.observed = observed
+        self.assessments = assessments
+        self.now = now
+        self.proposals = proposals
+        self.policy = desired.retention
+        self.models = {m.name: m for m in desired.models}
+        self.busy = {a.model for a in proposals}
+        self.ledger = _Ledger(observed)
+        for action in proposals:
+            # After an update, the new revision links the blobs it shares with the old one:
+            # deleting the old revision in the same plan must not count them as freed.
+            if action.kind in TRANSFER_KINDS:
+                for f in action.files:
+                    self.ledger.link((action.repo, action.commit, f.path), f.etag)
+        self.needed: dict[Key, set[str]] = defaultdict(set)  # entry -> the models needing it
+        self.needs: dict[str, list[Key]] = defaultdict(list)  # model -> the entries it needs
+        self.claimed_repos: set[str] = set()  # repos nothing may be deleted from
+        self.current: dict[str, set[str]] = {}  # model -> the commits it keeps
+        self._find_needed()
+        self.owned = {(o.repo, o.commit, o.path): o for o in observed.owned}
+        self._adopt_declared()
+        self.deletions: list[Action] = []
+        self.withheld: list[Withheld] = []
+        self.freed = 0
+
+    # ----------------------------------------------------------------- what must stay
+
+    def _find_needed(self) -> None:
+        updating = {a.model for a in self.proposals if a.kind is ActionKind.UPDATE}
+        for a in self.assessments:
+            model = a.model
+            if model.suspend or a.commit is None:
+                # Left alone, or its commit is unknown: nothing of its repo is safe to judge.
+                self.claimed_repos.add(model.repo)
+                continue
+            if a.retired:
+                continue  # evicted: it needs nothing until it is requested again
+            commits = {a.commit}
+            if a.served_commit is not None and model.name not in updating:
+                commits.add(a.served_commit)  # what applications load until the ref moves
+            self.current[model.name] = commits
+            cached = self.observed.repo(model.repo)
+            for commit in sorted(commits):
+                paths = {
+                    p for p in cached.files_at(commit) if selects(p, model.include, model.exclude)
+                }
+                if commit == a.commit:
+                    # Missing files too: a download may be putting them back right now, and
+                    # nothing (not even finishing an interrupted deletion) may take them.
+                    paths |= {f.path for f in a.files}
+                for path in sorted(paths):
+                    self.needed[(model.repo, commit, path)].add(model.name)
+                    self.needs[model.name].append((model.repo, commit, path))
+
+    def _adopt_declared(self) -> None:
+        """``adopt: true`` owns the model's files from the first plan on (an apply records
+        it in the state store, so the ownership outlives the manifest entry)."""
+        for a in self.assessments:
+            if not a.model.adopt or a.model.name not in self.current:
+                continue
+            for key in self.needs[a.model.name]:
+                if key in self.ledger.present and key not in self.owned:
+                    repo, commit, path = key
+                    self.owned[key] = OwnedFile(repo, commit, path, a.model.name, True, self.now)
+
+    def _is_needed(self, key: Key, *, besides: str | None = None) -> bool:
+        return key[0] in self.claimed_repos or bool(self.needed.get(key, set()) - {besides})
+
+    # ----------------------------------------------------------------- the rules
+
+    def run(self, budget: Budget | None) -> Cleanup:
+        on_disk = self._managed_bytes()
+        covered = self._finish_interrupted()
+        self._unneeded(covered)
+        candidates, blocked = self._candidates()
+        for c in sorted(candidates, key=_Candidate.value):
+            if self.now - c.last_active > timedelta(days=self.policy.max_unused_days):
+                self._evict(c, Reason.UNUSED, self._unused_message(c))
+        errors: list[str] = []
+        fit = None
+        if budget is not None:
+            fit = self._fit(budget, on_disk)
+            for c in sorted(candidates, key=_Candidate.value):
+                if fit.fits:
+                    break
+                if c.name in self._evicted or c.uses >= self.policy.min_usage_frequency:
+                    continue
+                self._evict(c, Reason.OVER_BUDGET, self._over_budget_message(c))
+                fit = self._fit(budget, on_disk)
+            if not fit.fits:
+                errors.append(self._does_not_fit(fit, candidates, blocked))
+        return Cleanup(
+            deletions=tuple(self.deletions),
+            withheld=tuple(self.withheld),
+            unmanaged=self._unmanaged(),
+            fit=fit,
+            errors=tuple(errors),
+        )
+
+    def _fit(self, budget: Budget, on_disk: int) -> BudgetFit:
+        return BudgetFit(
+            budget=budget.bytes,
+            source=budget.source,
+            on_disk=on_disk,
+            transfers=sum(a.bytes for a in self.proposals if a.kind in TRANSFER_KINDS),
+            freed=self.freed,
+        )
+
+    def _finish_interrupted(self) -> set[tuple[str, str, str]]:
+        """Journal entries left open by a deletion killed halfway: finish them first."""
+        covered = set()
+        for record in self.observed.pending_deletions:
+            covered.add((record.model, record.repo, record.commit))
+            files = tuple(
+                f for f in record.files if not self._is_needed((record.repo, record.commit, f.path))
+            )
+            keys = [(record.repo, record.commit, f.path) for f in files]
+            message = (
+                f"finishing the deletion killed at {record.started_at:%Y-%m-%d %H:%M:%S} UTC "
+                f"({record.reason.value}: {record.message})"
+            )
+            also = [(record.repo, f.etag) for f in files if f.etag]
+            self._delete(
+                record.model,
+                record.repo,
+                record.commit,
+                files,
+                keys,
+                Reason.INTERRUPTED,
+                message,
+                also=also,
+            )
+        return covered
+
+    def _unneeded(self, covered: set[tuple[str, str, str]]) -> None:
+        """Owned entries no declared model needs: removed, old revisions, deselected."""
+        groups: dict[tuple[str, str, str], list[Key]] = defaultdict(list)
+        for key, owner in sorted(self.owned.items()):
+            if key in self.ledger.present and not self._is_needed(key):
+                groups[(owner.model, key[0], key[1])].append(key)
+        for (name, repo, commit), keys in sorted(groups.items(), key=lambda g: g[0][1:] + g[0][:1]):
+            if (name, repo, commit) in covered:
+                continue
+            reason, message = self._why_unneeded(name, repo, commit, keys)
+            files = self._files(keys)
+            self._delete(name, repo, commit, files, keys, reason, message)
+
+    def _why_unneeded(
+        self, name: str, repo: str, commit: str, keys: list[Key]
+    ) -> tuple[Reason, str]:
+        what = plural(len(keys), "file")
+        model = self.models.get(name)
+        if model is None:
+            return Reason.REMOVED_FROM_MANIFEST, f"no manifest declares {name} any more; {what}"
+        if model.repo != repo:
+            return Reason.REMOVED_FROM_MANIFEST, f"{name} now uses {model.repo}; {what} of {repo}"
+        evicted = self.observed.evicted.get(name)
+        if name not in self.current and evicted is not None:
+            # What an eviction left because another model needed it then, or a kill cut short.
+            when = f"{evicted.at:%Y-%m-%d}"
+            return (
+                evicted.reason,
+                f"{name} was evicted {when} ({evicted.reason.value}); {what} left",
+            )
+        kept = self.current.get(name, set())
+        if commit not in kept:
+            to = ", ".join(sorted(c[:12] for c in kept)) or "nothing"
+            return (
+                Reason.OLD_REVISION,
+                f"{name} moved from {commit[:12]} to {to}; {what} of the old revision "
+                "(blobs the new one shares stay)",
+            )
+        return (
+            Reason.NOT_SELECTED,
+            f"include/exclude of {name} no longer select {what} at {commit[:12]}",
+        )
+
+    def _candidates(self) -> tuple[list[_Candidate], dict[str, str]]:
+        """On-demand models retention could evict, and why each other model cannot be."""
+        candidates: list[_Candidate] = []
+        blocked: dict[str, str] = {}
+        for a in self.assessments:
+            model = a.model
+            if a.model.name not in self.current or a.absent:
+                continue
+            if model.policy is Policy.ALWAYS:
+                blocked[model.name] = "policy always"
+                continue
+            uses = uses_per_day(self.observed.usage, model.name)
+            priority = effective_priority(model, uses)
+            keys: dict[str, list[Key]] = {}
+            foreign = 0
+            for key in sorted(self.needs[model.name]):
+                if key not in self.ledger.present or self._is_needed(key, besides=model.name):
+                    continue  # absent, or another declared model keeps it anyway
+                if key in self.owned:
+                    keys.setdefault(key[1], []).append(key)
+                else:
+                    foreign += 1
+            owned_since = [self.owned[k].since for ks in keys.values() for k in ks]
+            why = self._protected(a, priority, foreign, owned_since)
+            if why:
+                blocked[model.name] = why
+                continue
+            used = self.observed.usage.get(model.name)
+            candidates.append(
+                _Candidate(
+                    assessment=a,
+                    keys=keys,
+                    # When its last file arrived (downloaded, or adopted): the model was
+                    # complete from then on.
+                    downloaded=max(owned_since),
+                    last_used=used.last_used if used else None,
+                    uses=uses,
+                    priority=priority,
+                )
+            )
+        return candidates, blocked
+
+    def _protected(
+        self, a: Assessment, priority: Priority, foreign: int, owned_since: list[datetime]
+    ) -> str:
+        if a.requested:
+            return "requested"
+        if a.model.name in self.busy:
+            return "has other work in this plan"
+        if foreign:
+            return (
+                f"{plural(foreign, 'file')} not downloaded by modelsync "
+                "(set `adopt: true` or run `reconcile adopt` to let retention manage it)"
+            )
+        if not owned_since:
+            return "nothing of its own to delete"
+        if self.policy.preserve_high_priority and priority.rank <= Priority.HIGH.rank:
+            return f"priority {priority.value} (preserve_high_priority)"
+        recent = max(owned_since)
+        if self.policy.preserve_recently_downloaded and self.now - recent < timedelta(
+            days=RECENTLY_DOWNLOADED_DAYS
+        ):
+            return f"arrived {_ago(self.now, recent)} (preserve_recently_downloaded)"
+        return ""
+
+    @property
+    def _evicted(self) -> set[str]:
+        return {
+            a.model for a in self.deletions if a.reason in (Reason.UNUSED, Reason.OVER_BUDGET)
+        } | {w.action.model for w in self.withheld}
+
+    def _evict(self, c: _Candidate, reason: Reason, message: str) -> None:
+        for commit, keys in sorted(c.keys.items()):
+            repo = c.assessment.model.repo
+            self._delete(c.name, repo, commit, self._files(keys), keys, reason, message)
+
+    # ----------------------------------------------------------------- one deletion
+
+    def _files(self, keys: list[Key]) -> tuple[FileWork, ...]:
+        files = []
+        for key in keys:
+            entry = self.ledger.present[key]
+            files.append(FileWork(key[2], max(entry.size, 0), entry.blob))
+        return tuple(sorted(files, key=lambda f: f.path))
+
+    def _delete(
+        self,
+        name: str,
+        repo: str,
+        commit: str,
+        files: tuple[FileWork, ...],
+        keys: list[Key],
+        reason: Reason,
+        message: str,
+        *,
+        also: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Plan one deletion, or hold it back while a lease holds the model."""
+        leases = self.observed.leases.get(name, ())
+        if leases:
+            # Not counted as freed: for the budget, the model stays.
+            frees = self.ledger.bytes_of(b for k in keys if (b := self.ledger.blob_of(k)))
+            holders = ", ".join(sorted({lease.holder for lease in leases}))
+            self.withheld.append(
+                Withheld(
+                    self._action(name, repo, commit, files, frees, reason, message),
+                    Reason.IN_USE,
+                    f"in use ({holders}); the deletion waits until the lease ends",
+                )
+            )
+            return
+        frees = self.ledger.remove(keys, also)
+        self.freed += frees
+        self.deletions.append(self._action(name, repo, commit, files, frees, reason, message))
+
+    def _action(
+        self,
+        name: str,
+        repo: str,
+        commit: str,
+        files: tuple[FileWork, ...],
+        frees: int,
+        reason: Reason,
+        message: str,
+    ) -> Action:
+        return Action(
+            kind=ActionKind.DELETE,
+            model=name,
+            repo=repo,
+            # A deletion never points a ref; it names the commit it removes.
+            revision=commit,
+            commit=commit,
+            files=files,
+            bytes=frees,
+            reason=reason,
+            message=f"{message}; frees {human_bytes(frees)}",
+        )
+
+    # ----------------------------------------------------------------- messages
+
+    def _unused_message(self, c: _Candidate) -> str:
+        days = self.policy.max_unused_days
+        if c.last_used is None:
+            since = f"downloaded {_ago(self.now, c.downloaded)}, not used since"
+        else:
+            since = f"last used {_ago(self.now, c.last_used)}"
+        return f"on-demand, {since} (max_unused_days {days}); fetched again when requested"
+
+    def _over_budget_message(self, c: _Candidate) -> str:
+        last = "never used" if c.last_used is None else f"last used {_ago(self.now, c.last_used)}"
+        return (
+            f"over the disk budget: the least valuable on-demand model (priority "
+            f"{c.priority.value}, {format_rate(c.uses)} uses/day, {last}); fetched again "
+            "when requested"
+        )
+
+    def _does_not_fit(
+        self, fit: BudgetFit, candidates: list[_Candidate], blocked: Mapping[str, str]
+    ) -> str:
+        evicted = self._evicted
+        why = dict(blocked)
+        for w in self.withheld:
+            why[w.action.model] = w.message.split(";")[0]
+        for c in candidates:
+            if c.name not in evicted and c.name not in why:
+                why[c.name] = (
+                    f"used {format_rate(c.uses)}/day, at least min_usage_frequency "
+                    f"{format_rate(self.policy.min_usage_frequency)}"
+                )
+        kept = "; ".join(f"{name} ({reason})" for name, reason in sorted(why.items()))
+        return (
+            f"the plan does not fit the disk budget: {numbers(fit)}; not even after every "
+            f"allowed eviction ({kept or NOTHING_TO_EVICT}); {REMEDY}"
+        )
+
+    # ----------------------------------------------------------------- reporting
+
+    def _managed_bytes(self) -> int:
+        """What modelsync keeps on disk now: owned or needed entries (each blob once), and
+        the blobs an interrupted deletion has yet to remove."""
+        blobs = {
+            b
+            for key in self.ledger.present
+            if (key in self.owned or self._is_needed(key)) and (b := self.ledger.blob_of(key))
+        }
+        for record in self.observed.pending_deletions:
+            blobs |= {(record.repo, f.etag) for f in record.files if f.etag}
+        return self.ledger.bytes_of(blobs)
+
+    def _unmanaged(self) -> tuple[Unmanaged, ...]:
+        """Entries nobody in the manifests needs and modelsync never owned: other tools'."""
+        ledger = _Ledger(self.observed)  # as observed, before this plan's deletions
+        mine = {
+            b
+            for key in ledger.present
+            if (key in self.owned or self._is_needed(key))
+            if (b := ledger.blob_of(key))
+        }
+        theirs: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        commits: dict[str, set[str]] = defaultdict(set)
+        for key in ledger.present:
+            if key in self.owned or self._is_needed(key):
+                continue
+            blob = ledger.blob_of(key)
+            if blob is not None and blob not in mine:
+                theirs[key[0]].add(blob)
+            commits[key[0]].add(key[1])
+        return tuple(
+            Unmanaged(repo=repo, bytes=ledger.bytes_of(theirs[repo]), commits=tuple(sorted(c)))
+            for repo, c in sorted(commits.items())
+        )
+
+
+def _ago(now: datetime, then: datetime) -> str:
+    days = (now - then).days
+    if days >= 1:
+        return f"{days} day{'s' if days != 1 else ''} ago"
+    return "today"
