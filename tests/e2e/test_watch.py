@@ -26,7 +26,6 @@ import pytest
 from cli import Workdir
 from hub import LocalHub
 from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import LocalEntryNotFoundError
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.client import ModelAvailability
@@ -597,8 +596,11 @@ def test_a_health_check_finds_silent_damage_and_the_next_pass_repairs_it(
     def repaired() -> bool:
         try:
             return blob(work, "org/a", "weights.bin") == content
-        except LocalEntryNotFoundError:
-            return False  # damaged bytes leave the snapshot before the good copy arrives
+        except FileNotFoundError:
+            # Damaged bytes leave the snapshot before the good copy arrives; the link can
+            # also vanish between resolving it and reading it (LocalEntryNotFoundError is a
+            # FileNotFoundError too).
+            return False
 
     wait_until(repaired, "the damaged file to be re-fetched")
     wait_until(lambda: c.phase("a") == "AVAILABLE", "a to be available again")
