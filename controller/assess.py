@@ -16,6 +16,7 @@ from controller.domain import (
     DesiredModel,
     Eviction,
     FileWork,
+    HealthCheck,
     Observation,
     Policy,
     Reason,
@@ -55,6 +56,13 @@ class Assessment:
     paused: bool = False  # paused through the API: ``model.suspend`` is set as if declared
     in_use: bool = False  # a live lease holds it: nothing deletes it or switches its ref
     evicted: Eviction | None = None  # retention evicted it, and nobody requested it since
+    health: HealthCheck | None = None  # the latest health check, when one ran
+
+    @property
+    def probe_failed(self) -> bool:
+        """The latest probe of the commit the model is at failed (files were fine)."""
+        h = self.health
+        return h is not None and h.commit == self.commit and h.probe_ok is False
 
     def transfer_bytes(self, files: tuple[FileWork, ...]) -> int:
         """Bytes that must travel to fetch ``files``: a blob already cached is only linked,
@@ -121,6 +129,8 @@ def assess(model: DesiredModel, observed: Observation) -> Assessment:
         found = replace(found, in_use=True)
     if model.name in observed.evicted:
         found = replace(found, evicted=observed.evicted[model.name])
+    if model.name in observed.health:
+        found = replace(found, health=observed.health[model.name])
     if model.name in observed.requested:
         return replace(found, requested=True)
     return found

@@ -211,29 +211,34 @@ def verify(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
             usage=after.usage,
         )
         status.write(desired.status_file, report)
-    bad = [c for c in checks if not c.ok]
+    files = [c for c in checks if not c.probe]
+    bad = [c for c in files if not c.ok]
+    probes = [c for c in checks if c.probe]
     if as_json:
         print(
             json.dumps(
                 {
-                    "checked": len(checks),
-                    "hashed": sum(c.hashed for c in checks),
+                    "checked": len(files),
+                    "hashed": sum(c.hashed for c in files),
                     "damaged": [c.__dict__ for c in bad],
+                    "probes_failed": [{"model": c.model, "detail": c.detail} for c in probes],
                 },
                 indent=2,
             )
         )
     else:
-        hashed = sum(c.hashed for c in checks)
+        hashed = sum(c.hashed for c in files)
         print(
-            f"{len(checks)} files checked ({hashed} hashed, {len(checks) - hashed} unchanged "
+            f"{len(files)} files checked ({hashed} hashed, {len(files) - hashed} unchanged "
             f"since their last verification); {len(bad)} damaged."
         )
         for c in bad:
             print(f"  {c.model}: {c.detail}")
         if bad:
             print("Run `reconcile --apply` to repair them.")
-    return EXIT_ERROR if bad else EXIT_OK
+        for c in probes:
+            print(f"  {c.model}: files verified, but the probe failed: {c.detail}")
+    return EXIT_ERROR if bad or probes else EXIT_OK
 
 
 def watch(path: str, *, host: str | None, port: int | None, locked: bool) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -114,6 +114,7 @@ class Reason(str, Enum):
     DOWNLOAD_FAILED = "DownloadFailed"
     DISK_FULL = "DiskFull"
     UNSAFE_PATH = "UnsafePath"
+    PROBE_FAILED = "ProbeFailed"  # every file verified, but the model's probe failed
     # Retention: why a deletion was chosen, or why it waits.
     REMOVED_FROM_MANIFEST = "RemovedFromManifest"  # owned files no declared model needs
     OLD_REVISION = "OldRevision"  # owned files of a commit the model has moved away from
@@ -122,12 +123,23 @@ class Reason(str, Enum):
     OVER_BUDGET = "OverBudget"  # evicted, least valuable first, to fit the disk budget
     INTERRUPTED = "Interrupted"  # finishing a deletion that was killed halfway
     IN_USE = "InUse"  # a live lease holds the model: deletions and ref switches wait
+    # An old revision kept for a while after the ref moved away from it: applications that
+    # resolved it just before the switch may still be reading its files.
+    GRACE_PERIOD = "GracePeriod"
     RECOMMEND_ONLY = "RecommendOnly"  # retention.mode is recommend: shown, never applied
     EVICTED = "Evicted"  # an on-demand model retention deleted; fetched again when requested
     DELETE_FAILED = "DeleteFailed"
 
 
 # --------------------------------------------------------------------------- desired
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A command that loads the model for real; exit status 0 means healthy."""
+
+    command: tuple[str, ...]
+    timeout_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -149,6 +161,7 @@ class DesiredModel:
     # Files another tool put in the cache become modelsync's to delete once they leave the
     # manifest (or to evict); without it, modelsync only ever deletes what it downloaded.
     adopt: bool = False
+    probe: Probe | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +174,8 @@ class RetentionPolicy:
     preserve_recently_downloaded: bool = True
     preserve_high_priority: bool = True
     mode: RetentionMode = RetentionMode.ENFORCE
+    # How long an old revision outlives the move of the model's ref away from it.
+    old_revision_grace: timedelta = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -239,6 +254,9 @@ class CachedRepo:
     # Every complete file in blobs/ (name -> bytes), linked or not: a deletion killed between
     # unlinking a snapshot and removing its blobs leaves blobs that only this shows.
     blobs: Mapping[str, int] = field(default_factory=dict)
+    # When each ref file was last written (its mtime): the moment a ref moved, which an old
+    # revision's grace period counts from.
+    ref_times: Mapping[str, datetime] = field(default_factory=dict)
 
     def files_at(self, commit: str) -> Mapping[str, CachedFile]:
         return self.snapshots.get(commit, {})
@@ -334,6 +352,19 @@ class Eviction:
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    """The latest health check of a model: its files, and its probe when it has one."""
+
+    model: str
+    commit: str
+    checked_at: datetime
+    files_ok: bool
+    probe_ok: bool | None = None  # None: no probe declared, or files were not fit to probe
+    probe_exit: int | None = None  # None with probe_ok False: timed out or could not start
+    probe_message: str = ""
+
+
+@dataclass(frozen=True)
 class Observation:
     cache: Mapping[str, CachedRepo]  # by repo id: every models--* repo in the cache
     remote: Mapping[str, RemoteRevision | RemoteProblem]  # by model name
@@ -348,6 +379,7 @@ class Observation:
     leases: Mapping[str, tuple[Lease, ...]] = field(default_factory=dict)  # live ones, by model
     pending_deletions: tuple[DeletionRecord, ...] = ()  # started and not finished
     evicted: Mapping[str, Eviction] = field(default_factory=dict)  # by model name
+    health: Mapping[str, HealthCheck] = field(default_factory=dict)  # by model name
 
     def repo(self, repo: str) -> CachedRepo:
         return self.cache.get(repo) or CachedRepo(repo=repo)
@@ -383,7 +415,7 @@ class Withheld:
     """An action the plan shows but does not carry out, and why (in use, recommend mode)."""
 
     action: Action
-    reason: Reason  # IN_USE or RECOMMEND_ONLY
+    reason: Reason  # IN_USE, GRACE_PERIOD or RECOMMEND_ONLY
     message: str
 
 

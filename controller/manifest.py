@@ -56,6 +56,7 @@ from controller.domain import (
     DesiredState,
     Policy,
     Priority,
+    Probe,
     RetentionMode,
     RetentionPolicy,
     UpdatePolicy,
@@ -374,6 +375,22 @@ class Controller(_Section):
         return None if interval is None else parse_duration(interval)
 
 
+class ProbeSpec(_Section):
+    """A real load test, run by health checks once every file of the model is verified."""
+
+    command: list[Text] = Field(
+        min_length=1,
+        description="Program and arguments (no shell; use ['sh', '-c', '...'] for one). It runs "
+        "with HF_HUB_OFFLINE=1, HF_HUB_CACHE, MODELSYNC_MODEL, MODELSYNC_REPO, "
+        "MODELSYNC_REVISION, MODELSYNC_COMMIT and MODELSYNC_SNAPSHOT (the snapshot directory) "
+        "set; exit status 0 means healthy.",
+        examples=[["python", "-c", "import safetensors"]],
+    )
+    timeout: Duration = Field(
+        default="5m", description="How long the probe may run before it counts as failed."
+    )
+
+
 class ModelSpec(_Section):
     """One model: a Hugging Face Hub repo at a revision, narrowed to the files it needs."""
 
@@ -427,6 +444,11 @@ class ModelSpec(_Section):
         description="Take ownership of this model's files already in the cache (downloaded by "
         "another tool), so that retention may delete them once they are no longer needed. "
         "Without it, modelsync only ever deletes files it downloaded itself.",
+    )
+    probe: ProbeSpec | None = Field(
+        default=None,
+        description="Optional load test run by health checks (`reconcile verify`, the "
+        "controller's schedule); a failing probe makes the model FAILED (ProbeFailed).",
     )
     description: str | None = Field(default=None, description="What the model is for, for people.")
     tags: list[Text] = Field(default_factory=list, description="Free-form tags.")
@@ -1246,6 +1268,9 @@ def _desired_model(model: DeclaredModel) -> DesiredModel:
         tags=tuple(spec.tags),
         alternatives=tuple(spec.alternatives),
         adopt=spec.adopt,
+        probe=None
+        if spec.probe is None
+        else Probe(tuple(spec.probe.command), parse_duration(spec.probe.timeout)),
     )
 
 

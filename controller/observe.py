@@ -64,6 +64,7 @@ def observe(
         paused = frozenset(store.paused()) if store else frozenset()
         throughput = store.throughput() if store else None
         retention = _retention_state(store, now, writable=owned) if store else _NO_RETENTION
+        health = store.health_checks() if store else {}
     finally:
         if store is not None and not owned:
             store.close()
@@ -81,6 +82,7 @@ def observe(
         leases=retention.leases,
         pending_deletions=retention.pending,
         evicted=retention.evicted,
+        health={name: h for name, h in health.items() if name in {m.name for m in desired.models}},
     )
 
 

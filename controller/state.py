@@ -32,6 +32,7 @@ from controller.domain import (
     DeletionRecord,
     Eviction,
     FileWork,
+    HealthCheck,
     Lease,
     OwnedFile,
     Reason,
@@ -199,6 +200,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             reason TEXT NOT NULL,
             message TEXT NOT NULL,
             evicted_at TEXT NOT NULL
+        )
+        """,
+    ),
+    (
+        # health_checks: the latest health check of each model (files and, when the
+        # manifest declares one, the probe), so status can show it after any later apply.
+        """
+        CREATE TABLE health_checks (
+            model TEXT PRIMARY KEY,
+            commit_sha TEXT NOT NULL,
+            checked_at TEXT NOT NULL,
+            files_ok INTEGER NOT NULL,
+            probe_ok INTEGER,
+            probe_exit INTEGER,
+            probe_message TEXT NOT NULL DEFAULT ''
         )
         """,
     ),
@@ -1105,6 +1121,44 @@ class StateStore:
                 reason=Reason(row["reason"]),
                 message=row["message"],
                 at=_parse_timestamp(row["evicted_at"]),
+            )
+            for row in rows
+        }
+
+    # ----------------------------------------------------------------- health checks
+
+    def record_health(self, check: HealthCheck) -> None:
+        """Keep the latest health check of ``check.model`` (earlier ones are not kept)."""
+        probe_ok = None if check.probe_ok is None else int(check.probe_ok)
+        with self._write() as conn:
+            conn.execute(
+                """
+                INSERT OR REPLACE INTO health_checks
+                    (model, commit_sha, checked_at, files_ok, probe_ok, probe_exit, probe_message)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """,
+                (
+                    check.model,
+                    check.commit,
+                    _timestamp(check.checked_at),
+                    int(check.files_ok),
+                    probe_ok,
+                    check.probe_exit,
+                    check.probe_message,
+                ),
+            )
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        rows = self._select("SELECT * FROM health_checks ORDER BY model")
+        return {
+            row["model"]: HealthCheck(
+                model=row["model"],
+                commit=row["commit_sha"],
+                checked_at=_parse_timestamp(row["checked_at"]),
+                files_ok=bool(row["files_ok"]),
+                probe_ok=None if row["probe_ok"] is None else bool(row["probe_ok"]),
+                probe_exit=row["probe_exit"],
+                probe_message=row["probe_message"],
             )
             for row in rows
         }

@@ -36,6 +36,16 @@ class Failure(BaseModel):
     files: tuple[str, ...] = ()
 
 
+class ProbeStatus(BaseModel):
+    """The manifest's load test, as the latest health check ran it."""
+
+    model_config = ConfigDict(frozen=True)
+    ok: bool
+    exit_code: int | None = Field(description="None: timed out or could not start")
+    checked_at: datetime
+    message: str
+
+
 class ModelStatus(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -77,6 +87,12 @@ class ModelStatus(BaseModel):
     )
     in_use: bool = Field(
         default=False, description="a live lease holds it: not deleted, its ref not switched"
+    )
+    last_health_check: datetime | None = Field(
+        default=None, description="when `reconcile verify` or a scheduled check last ran"
+    )
+    probe: ProbeStatus | None = Field(
+        default=None, description="the latest probe of the model's commit, when it has one"
     )
 
 
@@ -186,6 +202,8 @@ def _model_status(
         priority=a.model.priority.value,
         policy=a.model.policy.value,
         last_checked=now,
+        last_health_check=a.health.checked_at if a.health else None,
+        probe=_probe_status(a),
         effective_priority=effective_priority(a.model, uses).value,
         usage_frequency=round(uses, 6),
         last_used=used.last_used if used else None,
@@ -239,6 +257,13 @@ def _phase(
     if a.damaged:
         names = ", ".join(d.file.path for d in a.damaged)
         return Phase.CORRUPTED, Reason.CORRUPTED, f"damaged: {names}"
+    if a.complete and not a.ref_behind and a.probe_failed:
+        assert a.health is not None
+        return (
+            Phase.FAILED,
+            Reason.PROBE_FAILED,
+            f"files verified, but the probe failed: {a.health.probe_message}",
+        )
     if a.complete and not a.ref_behind:
         return Phase.AVAILABLE, Reason.VERIFIED, _available_message(a)
     if a.served_commit is not None and a.served_commit != a.commit:
@@ -266,6 +291,15 @@ def _phase(
         Phase.MISSING,
         Reason.INCOMPLETE,
         f"refs/{a.model.revision} not yet pointed at the commit",
+    )
+
+
+def _probe_status(a: Assessment) -> ProbeStatus | None:
+    h = a.health
+    if h is None or h.probe_ok is None or h.commit != a.commit:
+        return None
+    return ProbeStatus(
+        ok=h.probe_ok, exit_code=h.probe_exit, checked_at=h.checked_at, message=h.probe_message
     )
 
 

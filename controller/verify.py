@@ -18,10 +18,11 @@ from pathlib import Path
 from controller import cachefs
 from controller.assess import Assessment
 from controller.cancel import Cancelled
-from controller.domain import DesiredState, FileWork
+from controller.domain import DesiredState, FileWork, HealthCheck
 from controller.inspection import inspect
 from controller.observe import observe
 from controller.plan import assess_all
+from controller.probe import run_probe
 from controller.state import StateStore
 
 
@@ -32,6 +33,7 @@ class Check:
     ok: bool
     hashed: bool  # False when an unchanged verification was trusted
     detail: str = ""
+    probe: bool = False  # the model's probe, not a file (``path`` is then "")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def verify_declared(
     """
     observed = observe(desired, now=clock(), offline=True, store=store)
     chosen = [a for a in assess_all(desired, observed) if not models or a.model.name in models]
-    return verify(
+    checks = verify(
         chosen,
         cache_dir=Path(desired.cache_dir),
         store=store,
@@ -66,6 +68,40 @@ def verify_declared(
         progress=progress,
         stop=stop,
     )
+    return checks + _health(chosen, checks, desired.cache_dir, store, clock)
+
+
+def _health(
+    chosen: list[Assessment],
+    checks: list[Check],
+    cache_dir: str,
+    store: StateStore,
+    clock: Callable[[], datetime],
+) -> list[Check]:
+    """Record each model's health check, running its probe once its files all verified.
+
+    Returns a check for each failed probe, so callers report it with the damaged files.
+    """
+    damaged = {c.model for c in checks if not c.ok}
+    failed: list[Check] = []
+    for a in chosen:
+        if a.commit is None or a.model.suspend:
+            continue
+        files_ok = bool(a.files) and not a.missing and a.model.name not in damaged
+        outcome = None
+        if files_ok and a.model.probe is not None:
+            snapshot = cachefs.repo_folder(Path(cache_dir), a.model.repo) / "snapshots" / a.commit
+            outcome = run_probe(a.model, a.model.probe, commit=a.commit, snapshot=snapshot,
+                                cache_dir=cache_dir)
+            if not outcome.ok:
+                failed.append(Check(a.model.name, "", False, False, outcome.message, probe=True))
+        store.record_health(HealthCheck(
+            model=a.model.name, commit=a.commit, checked_at=clock(), files_ok=files_ok,
+            probe_ok=None if outcome is None else outcome.ok,
+            probe_exit=None if outcome is None else outcome.exit_code,
+            probe_message="" if outcome is None else outcome.message,
+        ))
+    return failed
 
 
 def verify(

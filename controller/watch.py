@@ -407,6 +407,11 @@ class Controller:
         except Cancelled:
             log.info("health check stopped: the controller is stopping")
             return
+        for c in checks:
+            if c.probe:
+                log.warning("health check: %s: probe failed: %s", c.model, c.detail,
+                            extra={"model": c.model})
+        checks = [c for c in checks if not c.probe]
         bad = [c for c in checks if not c.ok]
         for model, count in Counter(c.model for c in bad).items():
             self.metrics.count_verify_failures(model, count)

@@ -691,3 +691,26 @@ def test_usage_window_is_checked_and_shared(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", manifest("one", "  usage: {window_days: 7}\n"))
     b = write(tmp_path, "b.yaml", manifest("two", "  usage: {window_days: 30}\n"))
     find(problems_of(tmp_path), f"{b}:6: spec.usage: ", "conflicts with")
+
+
+def test_a_probe_is_parsed_with_its_timeout(tmp_path: Path) -> None:
+    extra = "      probe: {command: [python, -c, 'import torch'], timeout: 90s}\n"
+    file = write(tmp_path, "m.yaml", manifest(models=model("m", extra=extra)))
+    (declared,) = to_desired(load_manifests(file)).models
+    assert declared.probe is not None
+    assert declared.probe.command == ("python", "-c", "import torch")
+    assert declared.probe.timeout_s == 90
+
+
+@pytest.mark.parametrize(
+    ("probe", "path", "fragment"),
+    [
+        ("{command: []}", "spec.models[0].probe.command", "at least 1"),
+        ("{command: [python], timeout: soon}", "spec.models[0].probe.timeout", "invalid duration"),
+        ("{cmd: [python]}", "spec.models[0].probe.cmd", "did you mean 'command'"),
+    ],
+)
+def test_invalid_probes_are_reported(tmp_path: Path, probe: str, path: str, fragment: str) -> None:
+    file = write(tmp_path, "m.yaml", manifest(models=model("m", extra=f"      probe: {probe}\n")))
+    find(problems_of(file), f"{file}:", fragment)
+    assert any(p.path == path for p in problems_of(file))
