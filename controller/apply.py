@@ -3,8 +3,10 @@
 Apply takes only the plan (and the means to act); it never re-plans.  A model whose action
 fails is recorded as failed and the next model goes on.  A model's ref is pointed at its
 commit only after every one of its actions succeeded, so applications resolving the
-revision never land on a commit with missing or unverified files.  Its deletions (an old
-revision, say) come after that, and only then.
+revision never land on a commit with missing or unverified files.  Its deletions come after
+that, and only then.  The revision a switch leaves behind is not among them: retention plans
+its deletion only once the ref has pointed away from it for a grace period, because an
+application may have resolved a path in it just before the switch.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def apply_plan(
             if work:
                 workspace.point_ref(work[-1])
             # Deletions run last, and only once the model's other work succeeded and its ref
-            # moved: an old revision goes only after the new one serves.
+            # moved (an old revision is planned only a grace period after its switch).
             deletions = [a for a in actions if a.kind is ActionKind.DELETE]
             deleted, cancelled = _apply_model(deletions, workspace)
             model_results.extend(deleted)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from datetime import datetime, timezone
 from pathlib import Path
 
 from controller.domain import CachedFile, CachedRepo, PartialFile
@@ -91,27 +92,41 @@ def read_repo(cache_dir: Path, repo: str) -> CachedRepo:
     folder = repo_folder(cache_dir, repo)
     if not folder.is_dir():
         return CachedRepo(repo=repo)
+    refs, ref_times = _read_refs(folder / "refs")
     return CachedRepo(
         repo=repo,
-        refs=_read_refs(folder / "refs"),
+        refs=refs,
+        ref_times=ref_times,
         snapshots=_read_snapshots(folder),
         partials=_read_partials(folder / "blobs"),
         blobs=_read_blobs(folder / "blobs"),
     )
 
 
-def _read_refs(refs_dir: Path) -> dict[str, str]:
+def _read_refs(refs_dir: Path) -> tuple[dict[str, str], dict[str, datetime]]:
+    """Each ref's commit, and when the ref file was last written.
+
+    A ref is rewritten (atomically, by rename) only when it moves, so its mtime is the moment
+    of the switch.  Commit and mtime come from one open file, so a switch racing this read
+    cannot pair the old commit with the new time or the other way round.
+    """
     refs: dict[str, str] = {}
+    times: dict[str, datetime] = {}
     if not refs_dir.is_dir():
-        return refs
+        return refs, times
     for dirpath, _dirs, names in os.walk(refs_dir):
         for name in names:
             path = Path(dirpath) / name
+            key = path.relative_to(refs_dir).as_posix()
             try:
-                refs[path.relative_to(refs_dir).as_posix()] = path.read_text().strip()
+                with path.open() as f:
+                    commit = f.read().strip()
+                    mtime = os.fstat(f.fileno()).st_mtime
             except OSError:
                 continue
-    return refs
+            refs[key] = commit
+            times[key] = datetime.fromtimestamp(mtime, tz=timezone.utc)
+    return refs, times
 
 
 def _read_snapshots(folder: Path) -> dict[str, dict[str, CachedFile]]:

@@ -40,7 +40,7 @@ import re
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -301,6 +301,12 @@ class Retention(_Section):
         default="enforce",
         description="enforce: plans include the deletions and apply carries them out; "
         "recommend: plans and the status show the deletions, and nothing is ever deleted.",
+    )
+    old_revision_grace: Duration = Field(
+        default="10m",
+        description="How long an old revision stays once the model's ref has moved away from "
+        "it (an update, a new revision): an application that resolved its files just before "
+        "the switch may still be loading them. Until then its deletion is shown as held back.",
     )
 
 
@@ -1282,6 +1288,7 @@ def _retention_policy(retention: Retention) -> RetentionPolicy:
         preserve_recently_downloaded=retention.preserve_recently_downloaded,
         preserve_high_priority=retention.preserve_high_priority,
         mode=RetentionMode(retention.mode),
+        old_revision_grace=timedelta(seconds=parse_duration(retention.old_revision_grace)),
     )
 
 

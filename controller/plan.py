@@ -88,6 +88,7 @@ def plan(
     errors, warnings = _problems(assessments)
     errors.extend(_fit(ordered, observed))
     errors.extend(cleanup.errors)
+    warnings.extend(cleanup.warnings)
     if desired.retention.mode is RetentionMode.RECOMMEND and deletions:
         withheld.extend(
             Withheld(a, Reason.RECOMMEND_ONLY, "retention.mode is recommend: not applied")

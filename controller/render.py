@@ -129,7 +129,12 @@ def _retention_lines(plan: Plan) -> list[str]:
     lines: list[str] = []
     held = [w for w in plan.withheld if w.reason is not Reason.RECOMMEND_ONLY]
     if held:
-        lines += ["", "Held back (nothing that is in use is deleted or switched):", ""]
+        lines += [
+            "",
+            "Held back (nothing in use is deleted or switched, nor an old revision within its "
+            "grace period):",
+            "",
+        ]
         lines += _action_lines([w.action for w in held], [w.message for w in held])
     recommended = [w.action for w in plan.withheld if w.reason is Reason.RECOMMEND_ONLY]
     if recommended:

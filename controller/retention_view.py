@@ -1,8 +1,9 @@
 """Retention as the status file and the ``status`` table show it: deletions, budget, unmanaged.
 
 Derived from a plan (pure): what the next apply would delete, what retention recommends
-(``mode: recommend``) or holds back (a model in use), how the disk budget stands, and what in
-the cache is not modelsync's (never deleted, reported with its size).
+(``mode: recommend``) or holds back (a model in use, an old revision within its grace period),
+how the disk budget stands, and what in the cache is not modelsync's (never deleted, reported
+with its size).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class DeletionStatus(BaseModel):
     message: str
     state: Literal["planned", "recommended", "held"] = Field(
         description="planned: the next apply deletes it; recommended: retention.mode is "
-        "recommend, nothing is deleted; held: the model is in use"
+        "recommend, nothing is deleted; held: the model is in use, or an old revision is "
+        "within its grace period (held_because says which, and until when)"
     )
     held_because: str | None = None
 

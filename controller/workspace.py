@@ -75,6 +75,10 @@ class CacheWorkspace:
         if is_commit(action.revision):
             return
         ref = cachefs.ref_path(self.cache_dir, action.repo, action.revision)
+        if _names(ref, action.commit):
+            # Left as it is: its mtime says when it last moved, and retention keeps the old
+            # revision for a grace period counted from then.  A rewrite would restart it.
+            return
         if self._switch_held(action, ref):
             return
         # The ref is rewritten atomically: an application resolving the revision sees the
@@ -237,3 +241,11 @@ class CacheWorkspace:
             message=hub.redact(message),
             seconds=time.monotonic() - t0,
         )
+
+
+def _names(ref: Path, commit: str) -> bool:
+    """Whether ``ref`` already names ``commit``."""
+    try:
+        return ref.read_text().strip() == commit
+    except OSError:
+        return False

@@ -12,14 +12,21 @@ another:
   suspended or paused model, or one whose commit is unknown (hub unreachable, nothing
   cached), claims its whole repo.
 - A model under a live **lease** is never deleted (the deletion is shown as held back).
+- An **old revision** outlives the move of the model's ref away from it by a grace period
+  (``retention.old_revision_grace``, :data:`OLD_REVISION_GRACE` by default), counted from the
+  ref file's mtime: an application that resolved a path in the old snapshot just before the
+  switch may still be reading it (``from_pretrained`` resolves config, then weights, over
+  seconds, without a lease).  Meanwhile the deletion is shown as held back, with the time it
+  becomes due; in the plan that moves the ref it waits for the switch itself.  It waits even
+  over budget, and no other model is evicted for the room it frees minutes later.
 
 What goes, and why (each deletion names its rule):
 
 ``RemovedFromManifest``
     owned entries of a model no manifest declares (any more, or not with that repo).
 ``OldRevision`` / ``NotSelected``
-    owned entries of a declared model that it moved away from (an update, a new revision)
-    or that its include/exclude no longer select.
+    owned entries of a declared model that it moved away from (an update, a new revision;
+    once the grace period above has passed) or that its include/exclude no longer select.
 ``Unused``
     an on-demand model neither used nor downloaded for more than ``max_unused_days``.
 ``OverBudget``
@@ -45,8 +52,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 
 from controller.assess import Assessment
 from controller.budget import REMEDY, Budget, numbers
@@ -63,8 +70,10 @@ from controller.domain import (
     Policy,
     Priority,
     Reason,
+    RetentionPolicy,
     Unmanaged,
     Withheld,
+    is_commit,
 )
 from controller.selection import selects
 from controller.units import human_bytes, plural
@@ -73,6 +82,10 @@ from reconcilers.base import ActionResult, Workspace
 
 RECENTLY_DOWNLOADED_DAYS = 7
 NOTHING_TO_EVICT = "modelsync owns no model it could evict"
+# The default of retention.old_revision_grace: how long an old revision stays after the
+# model's ref moved away from it, for applications that resolved it just before the switch
+# and are still loading it.
+OLD_REVISION_GRACE = RetentionPolicy().old_revision_grace
 
 # (repo, commit, path): one snapshot entry.
 Key = tuple[str, str, str]
@@ -83,10 +96,11 @@ class Cleanup:
     """Retention's proposals: the deletions in order, and what it reports around them."""
 
     deletions: tuple[Action, ...] = ()
-    withheld: tuple[Withheld, ...] = ()  # deletions a live lease holds back
+    withheld: tuple[Withheld, ...] = ()  # deletions a live lease or a grace period holds back
     unmanaged: tuple[Unmanaged, ...] = ()
     fit: BudgetFit | None = None
     errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 def plan(
@@ -150,6 +164,18 @@ class _Ledger:
 
     def bytes_of(self, blobs: Iterable[tuple[str, str]]) -> int:
         return sum(self.sizes.get(b, 0) for b in set(blobs))
+
+    def would_free(self, keys: Iterable[Key]) -> int:
+        """The bytes :meth:`remove` would free, leaving everything in place (a deletion held
+        back still says what it frees: not the blobs that other entries keep)."""
+        unlinked: dict[tuple[str, str], int] = defaultdict(int)
+        for key in set(keys):
+            blob = self.blob_of(key)
+            if blob is not None:
+                unlinked[blob] += 1
+        return self.bytes_of(
+            b for b, n in unlinked.items() if self.refs.get(b, 0) <= n and b not in self.freed
+        )
 
     def remove(self, keys: Iterable[Key], also: Iterable[tuple[str, str]] = ()) -> int:
         """Unlink ``keys``; the bytes of the blobs nothing refers to any more.
@@ -216,6 +242,15 @@ class _Planner:
         self.policy = desired.retention
         self.models = {m.name: m for m in desired.models}
         self.busy = {a.model for a in proposals}
+        # Models whose ref the apply of this plan moves: after their work, before deletions.
+        self.switching = {
+            a.model.name
+            for a in assessments
+            if a.model.name in self.busy
+            and a.commit is not None
+            and a.served_commit != a.commit
+            and not is_commit(a.model.revision)
+        }
         self.ledger = _Ledger(observed)
         for action in proposals:
             # After an update, the new revision links the blobs it shares with the old one:
@@ -288,17 +323,26 @@ class _Planner:
             if self.now - c.last_active > timedelta(days=self.policy.max_unused_days):
                 self._evict(c, Reason.UNUSED, self._unused_message(c))
         errors: list[str] = []
+        warnings: list[str] = []
         fit = None
         if budget is not None:
+            # What old revisions free once their grace period ends, minutes from now: no
+            # other model is evicted to make room that they will make themselves.
+            soon = sum(w.action.bytes for w in self.withheld if w.reason is Reason.GRACE_PERIOD)
             fit = self._fit(budget, on_disk)
             for c in sorted(candidates, key=_Candidate.value):
-                if fit.fits:
+                if replace(fit, freed=fit.freed + soon).fits:
                     break
                 if c.name in self._evicted or c.uses >= self.policy.min_usage_frequency:
                     continue
                 self._evict(c, Reason.OVER_BUDGET, self._over_budget_message(c))
                 fit = self._fit(budget, on_disk)
-            if not fit.fits:
+            if not fit.fits and replace(fit, freed=fit.freed + soon).fits:
+                warnings.append(
+                    f"over the disk budget until the grace period of old revisions ends: "
+                    f"{numbers(fit)}; {self._waiting()}"
+                )
+            elif not fit.fits:
                 errors.append(self._does_not_fit(fit, candidates, blocked))
         return Cleanup(
             deletions=tuple(self.deletions),
@@ -306,6 +350,7 @@ class _Planner:
             unmanaged=self._unmanaged(),
             fit=fit,
             errors=tuple(errors),
+            warnings=tuple(warnings),
         )
 
     def _fit(self, budget: Budget, on_disk: int) -> BudgetFit:
@@ -354,7 +399,8 @@ class _Planner:
                 continue
             reason, message = self._why_unneeded(name, repo, commit, keys)
             files = self._files(keys)
-            self._delete(name, repo, commit, files, keys, reason, message)
+            grace = self._grace(name) if reason is Reason.OLD_REVISION else None
+            self._delete(name, repo, commit, files, keys, reason, message, grace=grace)
 
     def _why_unneeded(
         self, name: str, repo: str, commit: str, keys: list[Key]
@@ -385,6 +431,23 @@ class _Planner:
             Reason.NOT_SELECTED,
             f"include/exclude of {name} no longer select {what} at {commit[:12]}",
         )
+
+    def _grace(self, name: str) -> str | None:
+        """Why an old revision of ``name`` must wait still, or None once it may go.
+
+        Only a ref switch is timed: a model pinned to a commit has no ref, and the
+        applications resolving its old commit name that commit themselves.
+        """
+        model = self.models[name]
+        grace = self.policy.old_revision_grace
+        why = "for applications that resolved it before the switch"
+        if name in self.switching:
+            # The ref moves during this very apply: the time to count from is not known yet.
+            return f"kept for {_duration(grace)} after refs/{model.revision} moves, {why}"
+        moved = self.observed.repo(model.repo).ref_times.get(model.revision)
+        if moved is None or self.now >= moved + grace:
+            return None
+        return f"kept until {_clock_time(moved + grace, self.now)} {why}"
 
     def _candidates(self) -> tuple[list[_Candidate], dict[str, str]]:
         """On-demand models retention could evict, and why each other model cannot be."""
@@ -453,9 +516,11 @@ class _Planner:
 
     @property
     def _evicted(self) -> set[str]:
+        """Models evicted, or whose eviction a lease holds back (not to be tried again).  An
+        old revision waiting out its grace period says nothing about the model's eviction."""
         return {
             a.model for a in self.deletions if a.reason in (Reason.UNUSED, Reason.OVER_BUDGET)
-        } | {w.action.model for w in self.withheld}
+        } | {w.action.model for w in self.withheld if w.reason is Reason.IN_USE}
 
     def _evict(self, c: _Candidate, reason: Reason, message: str) -> None:
         for commit, keys in sorted(c.keys.items()):
@@ -482,20 +547,22 @@ class _Planner:
         message: str,
         *,
         also: Iterable[tuple[str, str]] = (),
+        grace: str | None = None,
     ) -> None:
-        """Plan one deletion, or hold it back while a lease holds the model."""
+        """Plan one deletion, or hold it back while a lease holds the model or while
+        ``grace`` (why an old revision must wait still) is given."""
         leases = self.observed.leases.get(name, ())
+        held: tuple[Reason, str] | None = None
         if leases:
-            # Not counted as freed: for the budget, the model stays.
-            frees = self.ledger.bytes_of(b for k in keys if (b := self.ledger.blob_of(k)))
             holders = ", ".join(sorted({lease.holder for lease in leases}))
-            self.withheld.append(
-                Withheld(
-                    self._action(name, repo, commit, files, frees, reason, message),
-                    Reason.IN_USE,
-                    f"in use ({holders}); the deletion waits until the lease ends",
-                )
-            )
+            held = (Reason.IN_USE, f"in use ({holders}); the deletion waits until the lease ends")
+        elif grace is not None:
+            held = (Reason.GRACE_PERIOD, grace)
+        if held is not None:
+            # Not counted as freed: for the budget, the files stay.
+            frees = self.ledger.would_free(keys)
+            action = self._action(name, repo, commit, files, frees, reason, message)
+            self.withheld.append(Withheld(action, *held))
             return
         frees = self.ledger.remove(keys, also)
         self.freed += frees
@@ -548,7 +615,8 @@ class _Planner:
         evicted = self._evicted
         why = dict(blocked)
         for w in self.withheld:
-            why[w.action.model] = w.message.split(";")[0]
+            if w.reason is Reason.IN_USE:
+                why[w.action.model] = w.message.split(";")[0]
         for c in candidates:
             if c.name not in evicted and c.name not in why:
                 why[c.name] = (
@@ -556,9 +624,24 @@ class _Planner:
                     f"{format_rate(self.policy.min_usage_frequency)}"
                 )
         kept = "; ".join(f"{name} ({reason})" for name, reason in sorted(why.items()))
+        waiting = self._waiting()
         return (
             f"the plan does not fit the disk budget: {numbers(fit)}; not even after every "
-            f"allowed eviction ({kept or NOTHING_TO_EVICT}); {REMEDY}"
+            f"allowed eviction ({kept or NOTHING_TO_EVICT}){'; ' if waiting else ''}{waiting}; "
+            f"{REMEDY}"
+        )
+
+    def _waiting(self) -> str:
+        """Old revisions the budget would have had deleted: they wait all the same (an
+        application may be reading them), and the plan says what they will free."""
+        waiting = [w for w in self.withheld if w.reason is Reason.GRACE_PERIOD]
+        if not waiting:
+            return ""
+        names = ", ".join(sorted({w.action.model for w in waiting}))
+        frees = human_bytes(sum(w.action.bytes for w in waiting))
+        return (
+            f"old revisions of {names} ({frees}) stay until their grace period ends "
+            "(retention.old_revision_grace)"
         )
 
     # ----------------------------------------------------------------- reporting
@@ -597,6 +680,23 @@ class _Planner:
             Unmanaged(repo=repo, bytes=ledger.bytes_of(theirs[repo]), commits=tuple(sorted(c)))
             for repo, c in sorted(commits.items())
         )
+
+
+def _duration(span: timedelta) -> str:
+    """'10 minutes', '1 hour', '90 seconds': the largest unit that divides it."""
+    seconds = span.total_seconds()
+    if not seconds or not seconds.is_integer():
+        return f"{seconds:g} seconds"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds % size == 0:
+            return plural(int(seconds) // size, unit)
+    raise AssertionError("unreachable")
+
+
+def _clock_time(at: datetime, now: datetime) -> str:
+    """'12:10:00 UTC', with the date too when it is not today's."""
+    at, now = at.astimezone(timezone.utc), now.astimezone(timezone.utc)
+    return f"{at:%H:%M:%S} UTC" if at.date() == now.date() else f"{at:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _ago(now: datetime, then: datetime) -> str:

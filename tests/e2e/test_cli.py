@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ from cli import Workdir
 from hub import LocalHub, safetensors_bytes
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
+
+from reconcilers.retention import OLD_REVISION_GRACE
 
 WEIGHTS = safetensors_bytes(bytes(range(256)) * 8192)  # 2 MiB: an LFS file
 SHARD = safetensors_bytes(b"\x01\x02" * 300_000)  # 600 kB, .safetensors: LFS by extension
@@ -166,14 +170,21 @@ def test_branch_move_with_auto_updates_fetches_only_changed_files(
         [{"name": "tiny", "repo": "org/tiny", "include": SELECTED, "updates": "auto"}]
     )
     assert work.reconcile("--apply").code == 0
+    old_commit = work.model_status("tiny")["commit"]
+    old_weights = hf_hub_download(
+        "org/tiny", "model.safetensors", cache_dir=work.cache, local_files_only=True
+    )
     new_weights = WEIGHTS[::-1]
     new_commit = hub.publish("org/tiny", {**REPO_FILES, "model.safetensors": new_weights})
 
     plan = work.reconcile("--plan", "--json").json()
-    action, old_revision = plan["actions"]
+    (action,) = plan["actions"]
     assert (action["kind"], action["bytes"]) == ("update", len(new_weights))
-    # Once the ref has moved, the old revision goes: only the blob the new one does not share.
+    # The old revision waits for the switch, and then a grace period: only the blob the new
+    # one does not share would go.
+    (old_revision,) = plan["withheld"]
     assert (old_revision["kind"], old_revision["reason"]) == ("delete", "OldRevision")
+    assert old_revision["withheld_because"] == "GracePeriod"
     assert old_revision["bytes"] == len(WEIGHTS)
     hub.clear_requests()
     assert work.reconcile("--apply").code == 0
@@ -182,6 +193,32 @@ def test_branch_move_with_auto_updates_fetches_only_changed_files(
     ]
     assert blob_of(work.cache, "org/tiny", "model.safetensors").read_bytes() == new_weights
     assert work.model_status("tiny")["commit"] == new_commit
+    # An application that resolved the old snapshot just before the switch still reads it.
+    assert Path(old_weights).read_bytes() == WEIGHTS
+    (held,) = work.status()["retention"]["deletions"]
+    assert (held["commit"], held["state"]) == (old_commit, "held")
+    assert held["held_because"].startswith("kept until ")
+
+    # Meanwhile the plan has nothing to do, and says what it holds back until when.
+    waiting = work.reconcile("--plan", "--detailed-exitcode")
+    assert waiting.code == 0, waiting.out + waiting.err
+    assert "for applications that resolved it before the switch" in waiting.out
+
+    # The grace period counts from the ref's mtime (written at the switch): age it past.
+    ref = work.cache / "models--org--tiny" / "refs" / "main"
+    long_ago = time.time() - OLD_REVISION_GRACE.total_seconds() - 60
+    os.utime(ref, (long_ago, long_ago))
+    plan = work.reconcile("--plan", "--json").json()
+    assert [(a["kind"], a["reason"], a["commit"], a["bytes"]) for a in plan["actions"]] == [
+        ("delete", "OldRevision", old_commit, len(WEIGHTS))
+    ]
+    assert work.reconcile("--apply").code == 0
+    assert not Path(old_weights).exists()
+    assert not (work.cache / "models--org--tiny" / "snapshots" / old_commit).exists()
+    assert blob_of(work.cache, "org/tiny", "model.safetensors").read_bytes() == new_weights
+    converged = work.reconcile("--plan", "--detailed-exitcode")
+    assert converged.code == 0, converged.out + converged.err
+    assert work.status()["retention"]["deletions"] == []
 
 
 def test_branch_move_with_notify_reports_update_available(work: Workdir, hub: LocalHub) -> None:

@@ -25,6 +25,7 @@ from huggingface_hub import hf_hub_download, scan_cache_dir, snapshot_download
 from controller import leases
 from controller.deletion import HOLD_ENV
 from controller.state import StateStore
+from reconcilers.retention import OLD_REVISION_GRACE
 
 DEADLINE_S = 60.0
 CONFIG = b'{"model_type": "tiny"}'
@@ -238,7 +239,7 @@ def test_a_leased_model_survives_an_over_budget_apply(work: Workdir, tmp_path: P
     try:
         wait_until(lambda: live_leases(work) == ["b"], "the lease")
         run = ok(work.reconcile("--apply", "--budget-bytes", budget), 1)
-        assert "Held back (nothing that is in use is deleted or switched):" in run.out
+        assert "Held back (nothing in use is deleted or switched, nor an old revision" in run.out
         assert f"in use (pid {holder.pid} on " in run.out
         assert "not even after every allowed eviction (a (policy always); b (in use" in run.out
         assert loads(work, "b")
@@ -283,7 +284,22 @@ def test_a_shared_blob_survives_deleting_one_of_its_two_revisions(
     shown = plan(work)
     assert [(a["kind"], a["commit"], a["bytes"]) for a in shown["actions"]] == [
         ("update", new, len(new_weights)),
+    ]
+    # Held back until the grace period after the switch has passed.
+    assert [(w["kind"], w["commit"], w["bytes"]) for w in shown["withheld"]] == [
         ("delete", old, len(weights(A))),  # config.json's blob is the new revision's too
+    ]
+    ok(work.reconcile("--apply"))
+    (repo,) = scan_cache_dir(work.cache).repos
+    assert sorted(r.commit_hash for r in repo.revisions) == sorted([old, new])
+    assert_cache_is_valid(work)
+    converged(work)
+
+    ref = repo_dir(work, "a") / "refs" / "main"
+    switched = ref.stat().st_mtime
+    os.utime(ref, (switched - OLD_REVISION_GRACE.total_seconds(),) * 2)
+    assert [(a["kind"], a["reason"], a["commit"]) for a in plan(work)["actions"]] == [
+        ("delete", "OldRevision", old)
     ]
     ok(work.reconcile("--apply"))
     (repo,) = scan_cache_dir(work.cache).repos

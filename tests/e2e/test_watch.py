@@ -290,10 +290,16 @@ def test_update_checks_notify_then_auto_switches_without_a_gap(
     polling = threading.Event()
 
     def poll() -> None:
-        # What an application loading the model sees, as often as it can, during the switch.
+        # What an application loading the model sees, as often as it can, during the switch:
+        # like from_pretrained, it resolves the file's path first and reads it a moment later,
+        # so some reads resolve the old snapshot just before the flip and read it just after.
         while polling.is_set():
             try:
-                content = blob(work, "org/m", "weights.bin")
+                local = hf_hub_download(
+                    "org/m", "weights.bin", cache_dir=work.cache, local_files_only=True
+                )
+                time.sleep(0.01)
+                content = Path(local).read_bytes()
             except Exception as e:
                 misses.append(repr(e))
                 continue
@@ -309,6 +315,10 @@ def test_update_checks_notify_then_auto_switches_without_a_gap(
         wait_until(hold.reached.is_set, "the new commit's download to start")
         wait_until(lambda: c.phase("m") == "UPDATING", "the UPDATING phase")
         assert seen == [old]  # the old commit serves while the new one downloads
+        # A load that resolved the old snapshot before the switch and reads after it.
+        resolved_before = Path(
+            hf_hub_download("org/m", "weights.bin", cache_dir=work.cache, local_files_only=True)
+        )
         hold.release()
         wait_until(
             lambda: (
@@ -318,11 +328,20 @@ def test_update_checks_notify_then_auto_switches_without_a_gap(
             "the ref to flip to the verified new commit",
         )
         wait_until(lambda: seen[-1] == new, "applications to load the new commit")
+        # Passes go on after the switch (an update check every 500 ms): none may take the
+        # old revision from under a load that resolved it before the switch.
+        after = c.passes()
+        wait_until(lambda: c.passes() >= after + 2, "two more passes")
     finally:
         polling.clear()
         reader.join()
     assert misses == [] and seen == [old, new]
     assert status_of(work, "m").get("update_available") is False
+    # The old revision outlives the switch by its grace period, and the status says so.
+    assert resolved_before.read_bytes() == old
+    (held,) = work.status()["retention"]["deletions"]
+    assert (held["commit"], held["reason"], held["state"]) == (v1, "OldRevision", "held")
+    assert "for applications that resolved it before the switch" in held["held_because"]
 
 
 # --------------------------------------------------------------------------- pause, stop

@@ -4,6 +4,7 @@ manifest means once defaults are applied."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from controller.manifest import (
     manifest_json_schema,
     to_desired,
 )
+from reconcilers.retention import OLD_REVISION_GRACE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -714,3 +716,14 @@ def test_invalid_probes_are_reported(tmp_path: Path, probe: str, path: str, frag
     file = write(tmp_path, "m.yaml", manifest(models=model("m", extra=f"      probe: {probe}\n")))
     find(problems_of(file), f"{file}:", fragment)
     assert any(p.path == path for p in problems_of(file))
+
+
+def test_old_revision_grace_is_a_retention_duration(tmp_path: Path) -> None:
+    default = to_desired(load_manifests(write(tmp_path, "m.yaml", manifest(models=model("a")))))
+    assert default.retention.old_revision_grace == OLD_REVISION_GRACE == timedelta(minutes=10)
+    spec = "  retention:\n    old_revision_grace: 1h\n"
+    path = write(tmp_path, "m.yaml", manifest(spec=spec, models=model("a")))
+    assert to_desired(load_manifests(path)).retention.old_revision_grace == timedelta(hours=1)
+    write(tmp_path, "m.yaml", manifest(spec="  retention:\n    old_revision_grace: soon\n"))
+    problem = find(problems_of(path), f"{path}:", "invalid duration")
+    assert problem.path == "spec.retention.old_revision_grace"

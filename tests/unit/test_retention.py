@@ -1,13 +1,15 @@
 """Retention is planned by a pure function: tables of (manifest, cache, state) in, deletions out.
 
 Each case builds a cache where every model is present and verified unless it says otherwise,
-owned by modelsync (downloaded 60 days ago) unless it says otherwise, and never used.
+owned by modelsync (downloaded 60 days ago) unless it says otherwise, and never used; each
+model's refs/main was written (moved) 60 days ago unless it says otherwise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -37,6 +39,7 @@ from controller.domain import (
     Verification,
 )
 from controller.plan import plan
+from reconcilers.retention import OLD_REVISION_GRACE
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 LONG_AGO = NOW - timedelta(days=60)
@@ -73,6 +76,7 @@ class World:
     remote: dict[str, RemoteRevision] = field(default_factory=dict)
     pending: tuple[DeletionRecord, ...] = ()
     orphans: dict[str, dict[str, int]] = field(default_factory=dict)  # repo -> blob -> size
+    switched: dict[str, datetime] = field(default_factory=dict)  # repo -> refs/main's mtime
 
     def declared(self) -> DesiredState:
         return DesiredState(
@@ -113,6 +117,7 @@ class World:
             repo: CachedRepo(
                 repo,
                 refs=refs.get(repo, {}),
+                ref_times={ref: self.switched.get(repo, LONG_AGO) for ref in refs.get(repo, {})},
                 snapshots=snaps,
                 blobs={
                     **{e.blob: e.size for files in snaps.values() for e in files.values()},
@@ -163,6 +168,22 @@ def deletions(p: Plan) -> list[tuple[str, str]]:
 
 def withheld(p: Plan) -> list[tuple[str, str, str]]:
     return [(w.action.model, w.action.reason.value, w.reason.value) for w in p.withheld]
+
+
+MOVED = (CONFIG, NEW_WEIGHTS)
+
+
+def moved(ago: timedelta, models: tuple[DesiredModel, ...] = (m("a"),), **kw: Any) -> World:
+    """Model ``a`` after its refs/main moved from C1 to C2, ``ago`` before NOW; the old
+    revision is still on disk."""
+    return World(
+        models=models,
+        present={"org/a": (C2, MOVED)},
+        extra={"org/a": {C1: FILES}},
+        remote={"a": RemoteRevision("org/a", "main", C2, MOVED)},
+        switched={"org/a": NOW - ago},
+        **kw,
+    )
 
 
 # Each case: the world, a budget in bytes (None: none), and what the plan must show:
@@ -422,6 +443,77 @@ CASES = [
         True,
         id="recommend-mode-applies-nothing",
     ),
+    # ---------------------------------------------------------------- old revisions
+    pytest.param(
+        moved(timedelta(minutes=3)),
+        None,
+        [],
+        [("a", "OldRevision", "GracePeriod")],
+        True,
+        id="old-revision-within-the-grace-period-waits",
+    ),
+    pytest.param(
+        moved(timedelta(minutes=11)),
+        None,
+        [("a", "OldRevision")],
+        [],
+        True,
+        id="old-revision-after-the-grace-period-goes",
+    ),
+    pytest.param(
+        moved(OLD_REVISION_GRACE),
+        None,
+        [("a", "OldRevision")],
+        [],
+        True,
+        id="old-revision-goes-the-moment-the-grace-period-ends",
+    ),
+    pytest.param(
+        moved(
+            timedelta(minutes=30), retention=RetentionPolicy(old_revision_grace=timedelta(hours=1))
+        ),
+        None,
+        [],
+        [("a", "OldRevision", "GracePeriod")],
+        True,
+        id="old-revision-grace-from-the-manifest",
+    ),
+    pytest.param(
+        moved(timedelta(minutes=3), leases={"a"}),
+        None,
+        [],
+        [("a", "OldRevision", "InUse")],
+        True,
+        id="old-revision-in-grace-and-in-use-waits-for-the-lease",
+    ),
+    pytest.param(
+        moved(timedelta(minutes=11)),
+        SIZE + NEW_WEIGHTS.size - WEIGHTS.size,  # fits only without the old weights
+        [("a", "OldRevision")],
+        [],
+        True,
+        id="old-revision-after-grace-makes-the-budget-fit",
+    ),
+    pytest.param(
+        moved(timedelta(minutes=3), models=(m("b"),)),
+        None,
+        [("a", "RemovedFromManifest"), ("a", "RemovedFromManifest")],  # both revisions
+        [],
+        True,
+        id="a-removed-model-has-no-grace-period",
+    ),
+    pytest.param(
+        World(
+            models=(m("a", include=("*.json",)),),
+            present=present("a"),
+            switched={"org/a": NOW - timedelta(minutes=1)},
+        ),
+        None,
+        [("a", "NotSelected")],
+        [],
+        True,
+        id="files-no-longer-selected-have-no-grace-period",
+    ),
 ]
 
 
@@ -501,31 +593,90 @@ def test_a_blob_two_revisions_share_is_counted_once() -> None:
 
 
 def test_an_old_revision_goes_and_frees_only_what_it_does_not_share() -> None:
-    moved = (CONFIG, NEW_WEIGHTS)
-    world = World(
-        models=(m("a"),),
-        present={"org/a": (C2, moved)},
-        extra={"org/a": {C1: FILES}},
-        remote={"a": RemoteRevision("org/a", "main", C2, moved)},
-    )
-    p = world.plan()
+    p = moved(timedelta(days=1)).plan()
     (action,) = p.actions
     assert (action.model, action.reason, action.commit) == ("a", Reason.OLD_REVISION, C1)
     assert action.bytes == WEIGHTS.size  # config.json is the new revision's too
 
 
-def test_an_update_and_the_old_revision_it_replaces_are_one_plan() -> None:
-    moved = (CONFIG, NEW_WEIGHTS)
+def test_an_update_holds_back_the_old_revision_it_replaces() -> None:
     world = World(
         models=(m("a", updates=UpdatePolicy.AUTO),),
         present=present("a"),
-        remote={"a": RemoteRevision("org/a", "main", C2, moved)},
+        remote={"a": RemoteRevision("org/a", "main", C2, MOVED)},
     )
     p = world.plan()
     assert [(a.kind.value, a.commit, a.bytes) for a in p.actions] == [
-        ("update", C2, NEW_WEIGHTS.size),
-        ("delete", C1, WEIGHTS.size),  # the config blob is linked into C2 by the update
+        ("update", C2, NEW_WEIGHTS.size)
     ]
+    # The ref moves during this apply: the old revision waits for the switch, and then for
+    # the grace period after it.
+    (held,) = p.withheld
+    assert (held.action.kind, held.action.commit, held.action.reason, held.reason) == (
+        ActionKind.DELETE,
+        C1,
+        Reason.OLD_REVISION,
+        Reason.GRACE_PERIOD,
+    )
+    assert held.action.bytes == WEIGHTS.size  # the config blob is linked into C2 by the update
+    assert held.message == (
+        "kept for 10 minutes after refs/main moves, for applications that resolved it before "
+        "the switch"
+    )
+
+
+def test_after_the_switch_the_old_revision_waits_until_a_stated_time() -> None:
+    p = moved(timedelta(minutes=3)).plan()
+    assert p.actions == ()
+    (held,) = p.withheld
+    assert held.message == (
+        "kept until 12:07:00 UTC for applications that resolved it before the switch"
+    )
+    assert held.action.message.startswith("a moved from 111111111111 to 222222222222;")
+    # A long grace period ending on another day names the day.
+    week = RetentionPolicy(old_revision_grace=timedelta(days=7))
+    (held,) = moved(timedelta(minutes=3), retention=week).plan().withheld
+    assert held.message.startswith("kept until 2026-12-03 11:57:00 UTC ")
+
+
+def old_revision_and(*others: str, ago: timedelta = timedelta(minutes=3)) -> World:
+    """``moved``, plus on-demand models ``others`` (present, used 0.01/day)."""
+    world = moved(ago, models=(m("a"), *(on_demand(o) for o in others)))
+    return replace(
+        world,
+        present={**world.present, **present(*others)},
+        usage={o: (0.01, NOW) for o in others},
+    )
+
+
+def test_an_old_revision_in_its_grace_period_waits_even_over_budget() -> None:
+    """It fits once the old revision goes: until then the plan is over budget (a warning),
+    and no other model is evicted for room the old revision makes within minutes."""
+    only_once_gone = SIZE + NEW_WEIGHTS.size - WEIGHTS.size + SIZE
+    p = old_revision_and("b").plan(only_once_gone)
+    assert deletions(p) == [] and withheld(p) == [("a", "OldRevision", "GracePeriod")]
+    assert p.errors == () and p.budget is not None and not p.budget.fits
+    (warning,) = p.warnings
+    assert warning.startswith("over the disk budget until the grace period of old revisions ")
+    assert warning.endswith(
+        "; old revisions of a (1.0 kB) stay until their grace period ends "
+        "(retention.old_revision_grace)"
+    )
+    # After the grace period the old revision goes, and that is enough.
+    later = old_revision_and("b", ago=timedelta(minutes=11)).plan(only_once_gone)
+    assert deletions(later) == [("a", "OldRevision")] and later.warnings == ()
+    assert later.budget is not None and later.budget.fits
+
+
+def test_a_budget_too_small_even_after_the_grace_period_evicts_and_says_what_waits() -> None:
+    p = old_revision_and("b").plan(NEW_WEIGHTS.size)  # not even a's new revision alone
+    assert deletions(p) == [("b", "OverBudget")]
+    (error,) = p.errors
+    assert error.startswith("the plan does not fit the disk budget: ")
+    assert (
+        "(a (policy always)); old revisions of a (1.0 kB) stay until their grace period ends "
+        "(retention.old_revision_grace); raise the budget"
+    ) in error
 
 
 def test_a_lease_holds_back_an_update() -> None:
