@@ -13,7 +13,9 @@ huggingface_hub reads ``HF_ENDPOINT`` and friends once, at import time, so
 from __future__ import annotations
 
 import os
+import random
 import re
+import time
 from typing import Any
 
 from controller.cachefs import UnsafePathError, check_relative
@@ -22,6 +24,7 @@ from controller.domain import Reason, RemoteFile, RemoteProblem, RemoteRevision
 # hub metadata calls have no timeout by default (HF_HUB_FACTS §1.2); a stalled mirror must
 # not hang a reconcile.
 METADATA_TIMEOUT_S = 30.0
+RESOLVE_RETRY_DELAYS_S = (0.25, 0.75)
 
 _TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{8,}")
 
@@ -60,7 +63,25 @@ def redact(text: str) -> str:
 
 
 def resolve(repo: str, revision: str, endpoint: str) -> RemoteRevision | RemoteProblem:
-    """What ``repo@revision`` contains, or why the hub could not say."""
+    """What ``repo@revision`` contains, or why the hub could not say.
+
+    huggingface_hub does not retry ``model_info`` at all (HF_HUB_FACTS §1.2), so a single
+    reset connection or 503 would leave the model unknown for this pass: transient failures
+    get a few quick, jittered retries.  Longer outages are the controller's backoff's job.
+    """
+    answer, transient = _resolve_once(repo, revision, endpoint)
+    for delay in RESOLVE_RETRY_DELAYS_S:
+        if not transient:
+            break
+        time.sleep(delay * (0.5 + random.random()))
+        answer, transient = _resolve_once(repo, revision, endpoint)
+    return answer
+
+
+def _resolve_once(
+    repo: str, revision: str, endpoint: str
+) -> tuple[RemoteRevision | RemoteProblem, bool]:
+    """The answer, and whether asking again might change it."""
     from huggingface_hub import HfApi
 
     try:
@@ -69,15 +90,17 @@ def resolve(repo: str, revision: str, endpoint: str) -> RemoteRevision | RemoteP
         )
         files = tuple(_remote_file(s) for s in info.siblings or ())
     except UnsafePathError as e:
-        return RemoteProblem(Reason.UNSAFE_PATH, f"the hub listed an {e}; refusing the revision")
+        problem = RemoteProblem(Reason.UNSAFE_PATH, f"the hub listed an {e}; refusing the revision")
+        return problem, False
     except Exception as e:  # every failure becomes a recorded problem, never a crash
         err = to_hub_error(e, repo=repo, revision=revision, endpoint=endpoint)
-        return RemoteProblem(err.reason, err.message)
+        return RemoteProblem(err.reason, err.message), err.transient
     if not info.sha:
-        return RemoteProblem(
+        problem = RemoteProblem(
             Reason.HUB_UNREACHABLE, f"{endpoint} did not say which commit {repo}@{revision} is"
         )
-    return RemoteRevision(repo=repo, revision=revision, commit=info.sha, files=files)
+        return problem, False
+    return RemoteRevision(repo=repo, revision=revision, commit=info.sha, files=files), False
 
 
 def _remote_file(sibling: Any) -> RemoteFile:
