@@ -30,10 +30,9 @@ from typing import Any
 
 import yaml
 
-from controller.domain import DesiredModel, RemoteFile, RemoteRevision, is_commit
+from controller.domain import API_VERSION, DesiredModel, RemoteFile, RemoteRevision, is_commit
 from controller.selection import selects
 
-LOCK_API_VERSION = "modelsync/v1"
 LOCK_KIND = "ModelSetLock"
 
 _HEADER = """\
@@ -206,7 +205,7 @@ def remote_from_entry(entry: LockedModel) -> RemoteRevision:
 def render(lock: LockFile, manifest_name: str) -> str:
     """The lock as text: the same lock always gives the same bytes."""
     document = {
-        "apiVersion": LOCK_API_VERSION,
+        "apiVersion": API_VERSION,
         "kind": LOCK_KIND,
         "models": {name: _entry_data(lock.models[name]) for name in sorted(lock.models)},
     }
@@ -265,10 +264,8 @@ def _parse_document(data: Any, problems: list[str]) -> dict[str, LockedModel]:
     unknown = sorted(str(k) for k in data if k not in ("apiVersion", "kind", "models"))
     if unknown:
         problems.append(f"unknown field(s): {', '.join(unknown)}")
-    if data.get("apiVersion") != LOCK_API_VERSION:
-        problems.append(
-            f"apiVersion: expected {LOCK_API_VERSION!r}, got {data.get('apiVersion')!r}"
-        )
+    if data.get("apiVersion") != API_VERSION:
+        problems.append(f"apiVersion: expected {API_VERSION!r}, got {data.get('apiVersion')!r}")
     if data.get("kind") != LOCK_KIND:
         problems.append(f"kind: expected {LOCK_KIND!r}, got {data.get('kind')!r}")
     models = data.get("models")

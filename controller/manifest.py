@@ -62,7 +62,6 @@ from controller.domain import (
     UpdatePolicy,
 )
 
-API_VERSION = "modelsync/v1"
 KIND = "ModelSet"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 TOKEN_MESSAGE = "tokens do not belong in manifests; set HF_TOKEN or run `hf auth login`"

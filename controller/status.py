@@ -16,14 +16,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.assess import Assessment
-from controller.domain import Phase, Reason, RemoteProblem, UsageStats
+from controller.domain import API_VERSION, Phase, Reason, RemoteProblem, UsageStats
 from controller.fsutil import atomic_write_text
 from controller.progress import ModelProgress
 from controller.retention_view import RetentionStatus
 from controller.units import human_bytes, plural
 from controller.usage import effective_priority
 
-STATUS_API_VERSION = "modelsync/v1"
 STATUS_KIND = "ModelSetStatus"
 
 
@@ -108,7 +107,7 @@ class StatusSummary(BaseModel):
 class StatusReport(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
-    api_version: str = Field(default=STATUS_API_VERSION, alias="apiVersion")
+    api_version: str = Field(default=API_VERSION, alias="apiVersion")
     kind: str = STATUS_KIND
     observed_generation: str = Field(alias="observedGeneration")
     updated_at: datetime = Field(alias="updatedAt")

@@ -28,7 +28,6 @@ from datetime import datetime, timedelta
 
 from controller.domain import DesiredModel, Priority, UsageStats
 
-DEFAULT_WINDOW_DAYS = 30
 RECENT_DAYS = 7
 # The seed's floors: more than this many uses per day raises an auto priority to the level.
 HIGH_USES_PER_DAY = 1.0
