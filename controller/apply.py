@@ -75,7 +75,7 @@ def apply_plan(
                 on_phase(dict(in_progress), dict(failures))
         work = [a for a in actions if a.kind is not ActionKind.DELETE]
         model_results, cancelled = _apply_model(work, workspace)
-        if not cancelled and _failure(model, model_results) is None:
+        if not cancelled and _failure(model_results) is None:
             if work:
                 workspace.point_ref(work[-1])
             # Deletions run last, and only once the model's other work succeeded and its ref
@@ -84,7 +84,7 @@ def apply_plan(
             deleted, cancelled = _apply_model(deletions, workspace)
             model_results.extend(deleted)
         results.extend(model_results)
-        failure = _failure(model, model_results)
+        failure = _failure(model_results)
         if cancelled:
             log.info("%s: stopped at a safe point; partial files are kept", model)
             stopped.append(model)
@@ -112,9 +112,7 @@ def _transfer_phase(actions: list[Action]) -> Phase | None:
     return None
 
 
-def _apply_model(
-    actions: list[Action], workspace: Workspace
-) -> tuple[list[ActionResult], bool]:
+def _apply_model(actions: list[Action], workspace: Workspace) -> tuple[list[ActionResult], bool]:
     """The results of the model's actions, and whether its work was stopped midway."""
     results = []
     for action in actions:
@@ -141,7 +139,7 @@ def _reason_for(action: Action) -> Reason:
     return Reason.DOWNLOAD_FAILED if action.kind is not ActionKind.VERIFY else Reason.CORRUPTED
 
 
-def _failure(model: str, results: list[ActionResult]) -> Failure | None:
+def _failure(results: list[ActionResult]) -> Failure | None:
     failed = [o for r in results for o in r.failures]
     if not failed:
         return None

@@ -45,9 +45,18 @@ def list_repos(cache_dir: Path) -> list[str]:
     )
 
 
-def snapshot_path(cache_dir: Path, repo: str, commit: str, path: str) -> Path:
+def snapshot_dir(cache_dir: Path, repo: str, commit: str) -> Path:
+    """A commit's snapshot directory.  The commit comes from a hub (or a lock, or a status
+    file), so it must be one plain name directly under ``snapshots/``."""
     folder = repo_folder(cache_dir, repo)
-    return _inside(folder / "snapshots" / commit, folder / "snapshots" / commit / path)
+    if not commit or "/" in commit or "\\" in commit or commit in (".", ".."):
+        raise UnsafePathError(f"unsafe commit {commit!r}")
+    return _inside(folder / "snapshots", folder / "snapshots" / commit)
+
+
+def snapshot_path(cache_dir: Path, repo: str, commit: str, path: str) -> Path:
+    root = snapshot_dir(cache_dir, repo, commit)
+    return _inside(root, root / path)
 
 
 def blob_path(cache_dir: Path, repo: str, etag: str) -> Path:

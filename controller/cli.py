@@ -2,7 +2,7 @@
 
     reconcile --plan  [-f PATH] [--json] [--detailed-exitcode] [--offline] [--locked]
                       [--state FILE] [--budget-bytes N]
-    reconcile --apply [-f PATH] [--json] [--locked] [--budget-bytes N]
+    reconcile --apply [-f PATH] [--json] [--offline] [--locked] [--budget-bytes N]
     reconcile --watch [-f PATH] [--locked] [--host H] [--port P] [--log-format text|json]
     reconcile lock     [-f PATH] [--upgrade [MODEL...]]
     reconcile validate [-f PATH]

@@ -74,7 +74,7 @@ def delete(
     except InUseError as e:
         return (FileOutcome(path="", ok=False, reason=Reason.IN_USE, detail=str(e)),)
     folder = cachefs.repo_folder(cache_dir, action.repo)
-    snapshot = folder / "snapshots" / action.commit
+    snapshot = cachefs.snapshot_dir(cache_dir, action.repo, action.commit)
     entries = [
         cachefs.snapshot_path(cache_dir, action.repo, action.commit, f.path) for f in action.files
     ]

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from controller.cachefs import UnsafePathError, check_relative
-from controller.domain import Reason, RemoteFile, RemoteProblem, RemoteRevision
+from controller.domain import Reason, RemoteFile, RemoteProblem, RemoteRevision, is_commit
 
 # hub metadata calls have no timeout by default (HF_HUB_FACTS §1.2); a stalled mirror must
 # not hang a reconcile.
@@ -95,9 +95,11 @@ def _resolve_once(
     except Exception as e:  # every failure becomes a recorded problem, never a crash
         err = to_hub_error(e, repo=repo, revision=revision, endpoint=endpoint)
         return RemoteProblem(err.reason, err.message), err.transient
-    if not info.sha:
+    if not info.sha or not is_commit(info.sha):
+        # The commit names a directory of the cache: only a plain 40-hex id is accepted.
         problem = RemoteProblem(
-            Reason.HUB_UNREACHABLE, f"{endpoint} did not say which commit {repo}@{revision} is"
+            Reason.HUB_UNREACHABLE,
+            f"{endpoint} did not give a commit id for {repo}@{revision} (got {info.sha!r:.60})",
         )
         return problem, False
     return RemoteRevision(repo=repo, revision=revision, commit=info.sha, files=files), False

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from controller.domain import FileWork, Reason, Verification
+from controller.domain import CachedFile, FileWork, Reason, Verification
 from controller.formats import safetensors_problem
 from controller.hashing import check_blob
 from controller.state import StateStore
@@ -88,6 +88,5 @@ def _unchanged(
 ) -> bool:
     """Unchanged size, mtime and inode since a good verification mean the same bytes."""
     known = store.verification(repo, f.etag)
-    return bool(
-        known and known.ok and (known.size, known.mtime_ns, known.inode) == (size, mtime_ns, inode)
-    )
+    entry = CachedFile(f.path, f.etag, size, mtime_ns=mtime_ns, inode=inode)
+    return known is not None and known.ok and known.still_describes(entry)

@@ -22,7 +22,6 @@ Format
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -30,7 +29,14 @@ from typing import Any
 
 import yaml
 
-from controller.domain import API_VERSION, DesiredModel, RemoteFile, RemoteRevision, is_commit
+from controller.domain import (
+    API_VERSION,
+    SHA256_RE,
+    DesiredModel,
+    RemoteFile,
+    RemoteRevision,
+    is_commit,
+)
 from controller.selection import selects
 
 LOCK_KIND = "ModelSetLock"
@@ -43,8 +49,6 @@ _HEADER = """\
 # `reconcile lock --upgrade [MODEL...]` moves models to what their revision names today.
 """
 
-_SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _ENTRY_KEYS = ("repo", "revision", "include", "exclude", "commit", "files")
 
 
@@ -302,7 +306,7 @@ def _parse_entry(at: str, data: Any, problems: list[str]) -> LockedModel | None:
     include = _strings(f"{at}.include", data["include"], problems)
     exclude = _strings(f"{at}.exclude", data["exclude"], problems)
     commit = _string(f"{at}.commit", data["commit"], problems)
-    if not _SHA1_RE.match(commit):
+    if not is_commit(commit):
         problems.append(f"{at}.commit: expected a 40-hex commit id, got {commit!r}")
     elif is_commit(revision) and revision != commit:
         problems.append(f"{at}.commit: the revision is commit {revision}, but {commit} is locked")
@@ -359,9 +363,9 @@ def _parse_file(at: str, data: Any, problems: list[str]) -> LockedFile | None:
     sha256, blob_id = data.get("sha256"), data.get("blob_id")
     if (sha256 is None) == (blob_id is None):
         problems.append(f"{at}: expected exactly one of sha256 (LFS files) and blob_id")
-    elif sha256 is not None and not (isinstance(sha256, str) and _SHA256_RE.match(sha256)):
+    elif sha256 is not None and not (isinstance(sha256, str) and SHA256_RE.match(sha256)):
         problems.append(f"{at}.sha256: expected 64 lowercase hex digits, got {sha256!r}")
-    elif blob_id is not None and not (isinstance(blob_id, str) and _SHA1_RE.match(blob_id)):
+    elif blob_id is not None and not (isinstance(blob_id, str) and is_commit(blob_id)):
         problems.append(f"{at}.blob_id: expected 40 lowercase hex digits, got {blob_id!r}")
     if len(problems) > before:
         return None

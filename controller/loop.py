@@ -1,7 +1,8 @@
 """One pass of the loop: desired + observed -> plan -> apply -> status.
 
-The CLI's ``--plan`` and ``--apply`` and the long-running controller all go through here, so
-the three ways of using modelsync cannot drift apart.
+``reconcile --apply`` and the long-running controller both run passes through here, and
+``--plan`` uses the same observe and plan functions (``controller.locking``), so the three
+ways of using modelsync cannot drift apart.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from controller.apply import ApplyOutcome, apply_plan
 from controller.budget import Budget
 from controller.cancel import StopSignal
 from controller.clock import utcnow
-from controller.domain import DesiredState, Observation, Phase, Plan, RemoteRevision
+from controller.domain import DesiredState, Phase, Plan, RemoteRevision
 from controller.manifest import Downloads
 from controller.observe import observe
 from controller.plan import assess_all, plan, queue
@@ -58,18 +59,6 @@ class Reconciled:
         return self.outcome.ok and not self.plan.errors
 
 
-def make_plan(
-    desired: DesiredState,
-    *,
-    offline: bool = False,
-    clock: Clock = utcnow,
-    budget: Budget | None = None,
-) -> tuple[Plan, Observation]:
-    """Plan without changing anything on disk (the state store is opened read-only)."""
-    observed = observe(desired, now=clock(), offline=offline)
-    return plan(desired, observed, clock(), budget=budget), observed
-
-
 def reconcile(
     desired: DesiredState,
     *,
@@ -89,11 +78,11 @@ def reconcile(
     with StateStore.open(Path(desired.state_dir)) as store:
         store.prune_usage(window_start(clock(), desired.usage_window_days))
         observed = observe(desired, now=clock(), offline=offline, store=store, pinned=pinned)
-        the_plan = plan(desired, observed, clock(), budget=budget)
+        before = assess_all(desired, observed)
+        the_plan = plan(desired, observed, clock(), assessments=before, budget=budget)
         if hooks.held:
             kept = tuple(a for a in the_plan.actions if a.model not in hooks.held)
             the_plan = replace(the_plan, actions=kept)
-        before = assess_all(desired, observed)
         order = list(queue(the_plan))
         # Each model's assessment as of its last change: a model whose work ended mid-pass is
         # assessed afresh, so its status says AVAILABLE then, not when the whole pass ends.
@@ -173,7 +162,7 @@ def reconcile(
                 store.clear_request(a.model.name)  # fulfilled: present and verified
         # `adopt: true` is recorded, so the ownership outlives the model's manifest entry.
         adoption.adopt(store, [a for a in settled if a.model.adopt], after, clock())
-        remaining = plan(desired, after, clock(), budget=budget)
+        remaining = plan(desired, after, clock(), assessments=settled, budget=budget)
         report = status.derive(
             settled,
             generation=desired.generation,

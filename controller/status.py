@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.assess import Assessment
-from controller.domain import API_VERSION, Phase, Reason, RemoteProblem, UsageStats
+from controller.domain import API_VERSION, Phase, Policy, Reason, RemoteProblem, UsageStats
 from controller.fsutil import atomic_write_text
 from controller.progress import ModelProgress
 from controller.retention_view import RetentionStatus
@@ -153,7 +153,7 @@ def derive(
     ready = all(
         m.phase is Phase.AVAILABLE
         for m, a in zip(models, assessments, strict=True)
-        if a.model.policy.value == "always" and not a.model.suspend
+        if a.model.policy is Policy.ALWAYS and not a.model.suspend
     )
     summary = StatusSummary(
         models=len(models),
@@ -230,7 +230,7 @@ def _phase(
             )
         return Phase.PAUSED, Reason.SUSPENDED, "suspended in the manifest; partial files are kept"
     if transient is not None:
-        return transient, Reason.INCOMPLETE, f"{len(a.missing)} files to fetch"
+        return transient, Reason.INCOMPLETE, f"{plural(len(a.missing), 'file')} to fetch"
     if failure is not None and not a.complete:
         return Phase.FAILED, failure.reason, failure.message
     if a.awaiting_request and not _hub_refused(a.problem, a.commit):
@@ -284,7 +284,7 @@ def _phase(
         return (
             Phase.UNKNOWN,
             Reason.UNVERIFIED,
-            (f"{len(a.unverified)} files present but not yet verified"),
+            f"{plural(len(a.unverified), 'file')} present but not yet verified",
         )
     return (
         Phase.MISSING,

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -46,6 +46,7 @@ from filelock import FileLock
 
 from controller import cachefs, hub
 from controller.cancel import ModelStop
+from controller.clock import utcnow
 from controller.domain import Reason
 from controller.fsutil import atomic_write_text, fsync_dir
 from controller.hashing import BlobHasher, HashKind
@@ -827,7 +828,7 @@ def _retry_after(value: str | None) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return max(0.0, (when - utcnow()).total_seconds())
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:

@@ -90,7 +90,7 @@ def _health(
         files_ok = bool(a.files) and not a.missing and a.model.name not in damaged
         outcome = None
         if files_ok and a.model.probe is not None:
-            snapshot = cachefs.repo_folder(Path(cache_dir), a.model.repo) / "snapshots" / a.commit
+            snapshot = cachefs.snapshot_dir(Path(cache_dir), a.model.repo, a.commit)
             outcome = run_probe(a.model, a.model.probe, commit=a.commit, snapshot=snapshot,
                                 cache_dir=cache_dir)
             if not outcome.ok:

@@ -209,7 +209,10 @@ class CacheWorkspace:
         snapshot = cachefs.snapshot_path(self.cache_dir, repo, commit, f.path)
         blob = snapshot.resolve() if snapshot.is_symlink() else snapshot
         blobs_dir = cachefs.blob_path(self.cache_dir, repo, f.etag).parent.resolve()
-        if blob.exists() and (blob.parent == blobs_dir or blob == snapshot):
+        # Only the blob named for this file's content is moved: when the link points at some
+        # other blob (another file's, still linked from other snapshots), unlinking is enough.
+        ours = blob.parent == blobs_dir and blob.name == f.etag
+        if blob.exists() and (ours or blob == snapshot):
             target = cachefs.quarantine_path(self.cache_dir, repo, blob.name)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(blob, target)

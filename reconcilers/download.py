@@ -66,8 +66,9 @@ def _update_message(a: Assessment) -> str:
     moved = f"{a.model.revision} moved {a.served_commit[:12]} -> {a.commit[:12]}"
     if not a.missing:
         return f"{moved}; files already present"
-    linked = len(a.missing) - len([f for f in a.missing if f.etag not in a.reusable])
+    changed = sum(f.etag not in a.reusable for f in a.missing)
+    linked = len(a.missing) - changed
     return (
-        f"{moved}; {len(a.missing) - linked} changed files, "
+        f"{moved}; {changed} changed files, "
         f"{human_bytes(a.transfer_bytes(a.missing))}; {linked} unchanged files linked"
     )

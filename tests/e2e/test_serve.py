@@ -235,6 +235,7 @@ def test_model_info_with_files_metadata(hub: LocalHub, published: str) -> None:
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
 def test_blob_ids_agree_with_git(hub: LocalHub, published: str) -> None:
     info = HfApi(endpoint=hub.url).model_info(REPO, files_metadata=True)
+    assert {s.rfilename for s in info.siblings or []} == set(_repo_files())
     for sibling in info.siblings or []:
         data = _content(_repo_files()[sibling.rfilename])
         stored = _lfs_pointer(data) if sibling.lfs else data  # what a git checkout holds
@@ -246,6 +247,7 @@ def test_blob_ids_agree_with_git(hub: LocalHub, published: str) -> None:
 
 def test_model_info_without_blobs_lists_names_only(hub: LocalHub, published: str) -> None:
     info = HfApi(endpoint=hub.url).model_info(REPO)
+    assert {s.rfilename for s in info.siblings or []} == set(_repo_files())
     assert all(s.size is None and s.blob_id is None for s in info.siblings or [])
 
 

@@ -471,6 +471,23 @@ def test_a_second_controller_on_the_same_cache_refuses(
 # --------------------------------------------------------------------------- the API
 
 
+def test_a_lease_is_taken_and_released_over_http(
+    tmp_path: Path, hub: LocalHub, controllers: Controllers
+) -> None:
+    hub.publish("org/a", {"config.json": CONFIG})
+    work = Workdir(tmp_path / "work", hub.url)
+    work.write_manifest([{"name": "a", "repo": "org/a"}], controller=QUIET)
+    c = controllers.start(work)
+    wait_until(lambda: c.alive() and c.phase("a") == "AVAILABLE", "a to be available")
+    code, body = c.call("POST", "/v1/models/a/lease")
+    assert code == 200, body
+    lease_id = json.loads(body)["lease_id"]
+    code, body = c.call("DELETE", f"/v1/models/a/lease/{lease_id}")
+    assert code == 200, body
+    with ModelAvailability(work.manifests) as client:
+        assert client.release_lease("a", lease_id) is False  # already gone
+
+
 def test_probes_metrics_and_the_event_stream(
     tmp_path: Path, hub: LocalHub, controllers: Controllers, weights: bytes
 ) -> None:

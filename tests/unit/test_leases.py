@@ -129,6 +129,7 @@ def test_a_lease_is_refused_while_the_model_is_evicted(store: StateStore) -> Non
 def test_an_old_revision_deletion_does_not_refuse_leases(store: StateStore) -> None:
     begin(store, Reason.OLD_REVISION)
     store.add_lease(lease())
+    assert [held.model for held in store.leases()] == ["a"]
 
 
 def test_finishing_forgets_ownership_and_closes_the_journal(store: StateStore) -> None:

@@ -93,3 +93,11 @@ def test_a_planted_link_out_of_the_cache_is_not_read_as_a_model_file(tmp_path: P
     (snapshot / "config.json").symlink_to(secret)
     entry = cachefs.read_repo(tmp_path / "cache", "org/m").files_at("1" * 40)["config.json"]
     assert entry.size == -1 and entry.blob == ""
+
+
+@pytest.mark.parametrize("commit", ["../../../../etc", "a/b", "..", ""])
+def test_a_commit_naming_anything_but_one_snapshot_directory_is_refused(
+    tmp_path: Path, commit: str
+) -> None:
+    with pytest.raises(cachefs.UnsafePathError):
+        cachefs.snapshot_path(tmp_path, "org/m", commit, "passwd")
