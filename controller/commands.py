@@ -189,9 +189,8 @@ def verify(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
         )
         return EXIT_ERROR
     from controller import verify as verification
+    from controller.client import ModelAvailability
     from controller.clock import utcnow
-    from controller.observe import observe
-    from controller.plan import assess_all
     from controller.state import StateStore
 
     with StateStore.open(Path(desired.state_dir)) as store:
@@ -203,14 +202,10 @@ def verify(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
             full=full,
             progress=verification.terminal_progress,
         )
-        after = observe(desired, now=utcnow(), offline=True, store=store)
-        report = status.derive(
-            assess_all(desired, after),
-            generation=desired.generation,
-            now=utcnow(),
-            usage=after.usage,
-        )
-        status.write(desired.status_file, report)
+    # The whole status, as the request API computes it (queue, retention, the last
+    # reconcile's failures), not just the files this check looked at.
+    with ModelAvailability.from_desired(desired, nudge=False) as client:
+        status.write(desired.status_file, client.status_report())
     files = [c for c in checks if not c.probe]
     bad = [c for c in files if not c.ok]
     probes = [c for c in checks if c.probe]

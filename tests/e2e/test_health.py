@@ -46,6 +46,7 @@ def test_a_passing_probe_is_recorded_in_status(work: Workdir) -> None:
     assert status["phase"] == "AVAILABLE"
     assert status["probe"]["ok"] is True and status["probe"]["exit_code"] == 0
     assert status["last_health_check"] is not None
+    assert work.status()["retention"] is not None  # verify writes the whole status
     # A later apply keeps showing the latest health check.
     assert work.reconcile("--apply").code == 0
     assert work.model_status("tiny")["probe"]["ok"] is True
