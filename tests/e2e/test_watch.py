@@ -516,6 +516,11 @@ def test_probes_metrics_and_the_event_stream(
                 lambda: any(e["kind"] == "phase" and e["phase"] == "AVAILABLE" for e in events),
                 "the AVAILABLE event",
             )
+            # A model turns AVAILABLE mid-pass; the pass is counted only once it has finished.
+            wait_until(
+                lambda: any(e["kind"] == "reconcile" and e["state"] == "finished" for e in events),
+                "the pass to finish",
+            )
         finally:
             hold.release()
             follower.close()
