@@ -91,6 +91,11 @@ class Assessment:
         return self.commit is not None and bool(self.files) and len(self.good) == len(self.files)
 
     @property
+    def nothing_selected(self) -> bool:
+        """The hub named a commit, and the model's patterns select none of its files."""
+        return self.commit is not None and not self.files
+
+    @property
     def absent(self) -> bool:
         """Nothing of the model is on disk."""
         return not (self.good or self.unverified or self.damaged)

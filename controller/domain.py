@@ -165,6 +165,13 @@ class DesiredModel:
     adopt: bool = False
     probe: Probe | None = None
 
+    def nothing_selected(self) -> str:
+        """Why a commit gives this model no files: its patterns match none of the commit's."""
+        return (
+            f"no file of {self.repo}@{self.revision} matches include {list(self.include)} / "
+            f"exclude {list(self.exclude)}"
+        )
+
 
 @dataclass(frozen=True)
 class RetentionPolicy:

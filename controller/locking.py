@@ -153,11 +153,7 @@ def _entry(
         return None, answer.message
     entry = lockfile.entry_from_remote(step.model, answer)
     if not entry.files:
-        model = step.model
-        return None, (
-            f"no file of {model.repo}@{model.revision} matches include {list(model.include)} / "
-            f"exclude {list(model.exclude)}"
-        )
+        return None, step.model.nothing_selected()
     return entry, ""
 
 

@@ -223,12 +223,8 @@ def _problems(assessments: tuple[Assessment, ...]) -> tuple[list[str], list[str]
                 f"{a.model.name}: hub not consulted (offline or unreachable); "
                 "planned against its last answer"
             )
-        elif a.commit is not None and not a.files:
-            errors.append(
-                f"{a.model.name}: no file of {a.model.repo}@{a.model.revision} "
-                f"matches include {list(a.model.include)} / exclude "
-                f"{list(a.model.exclude)}"
-            )
+        elif a.nothing_selected:
+            errors.append(f"{a.model.name}: {a.model.nothing_selected()}")
     return errors, warnings
 
 

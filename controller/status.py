@@ -245,6 +245,8 @@ def _phase(
         assert a.problem is not None
         phase = Phase.UNKNOWN if a.problem.reason is Reason.HUB_UNREACHABLE else Phase.FAILED
         return phase, a.problem.reason, a.problem.message
+    if a.nothing_selected:
+        return Phase.FAILED, Reason.NO_MATCHING_FILES, a.model.nothing_selected()
     if a.retired:
         assert a.evicted is not None
         return (

@@ -163,6 +163,22 @@ def test_a_failing_model_does_not_stop_the_others(work: Workdir) -> None:
     assert "org/does-not-exist" in ghost["message"]
 
 
+def test_patterns_that_select_nothing_fail_the_model_and_say_why(work: Workdir) -> None:
+    work.write_manifest(
+        [
+            {"name": "typo", "repo": "org/tiny", "include": ["*.gguf"]},
+            {"name": "tiny", "repo": "org/tiny", "include": SELECTED},
+        ]
+    )
+    run = work.reconcile("--apply")
+    assert run.code == 1
+    assert "typo: no file of org/tiny@main matches include ['*.gguf']" in run.out + run.err
+    assert work.model_status("tiny")["phase"] == "AVAILABLE"
+    typo = work.model_status("typo")
+    assert (typo["phase"], typo["reason"]) == ("FAILED", "NoMatchingFiles")
+    assert "['*.gguf']" in typo["message"]
+
+
 def test_branch_move_with_auto_updates_fetches_only_changed_files(
     work: Workdir, hub: LocalHub
 ) -> None:
