@@ -3,7 +3,8 @@
 The long-running controller has to stop a download when its model is suspended or paused,
 and everything when it is told to terminate, without losing what is on disk.  The safe
 points are between chunks of a transfer and between files: a partial file is always a
-verified-so-far prefix there, so the next attempt resumes it.
+verified-so-far prefix there, so the next attempt resumes it.  Hashing a file also stops
+between chunks (a 50 GB shard takes tens of seconds); the file then stays unverified.
 
 A transfer blocked in a socket read would only notice at its next chunk, which on a held or
 stalled connection can be the read timeout away; so work registers a *wake-up* (shutting its

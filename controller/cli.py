@@ -3,12 +3,12 @@
     reconcile --plan  [-f PATH] [--json] [--detailed-exitcode] [--offline] [--locked]
                       [--state FILE] [--budget-bytes N]
     reconcile --apply [-f PATH] [--json] [--offline] [--locked] [--budget-bytes N]
-    reconcile --watch [-f PATH] [--locked] [--host H] [--port P] [--log-format text|json]
+    reconcile --watch [-f PATH] [--offline] [--locked] [--host H] [--port P]
     reconcile lock     [-f PATH] [--upgrade [MODEL...]]
     reconcile validate [-f PATH]
-    reconcile status   [-f PATH] [--json]
+    reconcile status   [-f PATH | --status-file F] [--json]
     reconcile verify   [-f PATH] [MODEL...] [--full] [--json]
-    reconcile request  NAME [-f PATH] [--wait] [--timeout S] [--json]
+    reconcile request  NAME [-f PATH] [--wait [--timeout S]] [--json]
     reconcile use      NAME [-f PATH] [--generation-seconds S] [--json]
     reconcile pause    NAME [-f PATH] [--json]
     reconcile resume   NAME [-f PATH] [--json]
@@ -17,9 +17,11 @@
     reconcile schema
     reconcile serve DIR [--host H] [--port P]
 
-Exit codes follow Terraform: 0 success (in sync), 1 error, 2 changes pending (only with
-``--detailed-exitcode``).  A usage error is an error (1), never 2, so CI cannot mistake a
-typo for pending changes.
+Every command also takes ``-v`` and ``--log-format text|json``.  An option given before a
+command's name means what it means after it; an option that the mode or command would not
+use is refused (exit 1) rather than ignored, so that a user never believes it took effect.
+Exit codes: :class:`controller.exits.ExitCode` (0 ok, 1 error or bad usage, 2 changes pending
+with ``--plan --detailed-exitcode``).
 """
 
 from __future__ import annotations
@@ -31,16 +33,18 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from controller import __version__, logs
+from controller.exits import ExitCode
 from controller.logs import LogFormat
 
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 DEFAULT_MANIFESTS = "manifests"
+SERVE_HOST, SERVE_PORT = "127.0.0.1", 8080
+_MODES = ("plan", "apply", "watch")
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+        self.exit(ExitCode.ERROR, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the controller: converge now, then on every manifest edit, resync, update "
         "check and request; serves the HTTP API",
     )
-    _manifest_arg(parser)
-    _output_args(parser)
+    _manifest_arg(parser, command=False)
+    _output_args(parser, command=False)
     parser.add_argument(
         "--detailed-exitcode",
         action="store_true",
@@ -70,12 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--offline",
         action="store_true",
-        help="do not contact the hub; plan against the cache and what the hub said last",
+        help="send no request to the hub: plan against the cache and what the hub said "
+        "last; an apply links files from cached blobs and fails the ones that need the hub "
+        "(--watch: every pass, so no update checks either)",
     )
     parser.add_argument(
         "--locked",
         action="store_true",
-        help="fail (exit 1) unless every manifest has a lock that matches it (for CI)",
+        help="fail (exit 1) unless every manifest has a lock that matches it (for CI); with "
+        "--watch, an edit whose lock does not match is rejected",
     )
     parser.add_argument(
         "--state",
@@ -123,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="show the last status written")
     _manifest_arg(st)
     _output_args(st)
-    st.add_argument("--status-file", help="read this status file instead of the manifest's")
+    st.add_argument(
+        "--status-file", help="read this status file instead of the manifest's (not with -f)"
+    )
     ver = sub.add_parser("verify", help="re-check files on disk against their checksums")
     _manifest_arg(ver)
     _output_args(ver)
@@ -196,8 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="serve a cache directory over the Hugging Face hub protocol"
     )
     serve.add_argument("directory", help="a Hugging Face cache directory (models--org--name/...)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    # Defaults applied after parsing, so that --host and --port work before `serve` too.
+    serve.add_argument(
+        "--host",
+        default=argparse.SUPPRESS,
+        help=f"the address to listen on (default: {SERVE_HOST})",
+    )
+    serve.add_argument(
+        "--port", type=int, default=argparse.SUPPRESS, help=f"the port (default: {SERVE_PORT})"
+    )
+    _shares(serve, "host", "port")
     return parser
 
 
@@ -221,18 +238,36 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _manifest_arg(p: argparse.ArgumentParser) -> None:
+def _manifest_arg(p: argparse.ArgumentParser, *, command: bool = True) -> None:
+    # The default is applied after parsing: a command's own default would overwrite a -f
+    # given before the command's name, and an explicit -f must be told from no -f at all.
     p.add_argument(
         "-f",
         "--file",
         dest="path",
-        default=DEFAULT_MANIFESTS,
+        default=argparse.SUPPRESS if command else None,
         help="a manifest file or a directory of them (default: manifests/)",
     )
+    if command:
+        _shares(p, "path")
 
 
-def _output_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+def _output_args(p: argparse.ArgumentParser, *, command: bool = True) -> None:
+    # As for -f: a command's default of False would overwrite a --json given before it.
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if command else False,
+        help="machine-readable output",
+    )
+    if command:
+        _shares(p, "json")
+
+
+def _shares(p: argparse.ArgumentParser, *dests: str) -> None:
+    """Record that command ``p`` takes these top-level options too: given before the
+    command's name they are used, where the top-level options it lacks are refused."""
+    p.set_defaults(shared=(p.get_default("shared") or frozenset()) | set(dests))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -242,6 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cut = words.index("--") if "--" in words else len(words)
     args = build_parser().parse_args(words[:cut])
     args.run = words[cut + 1 :]
+    problem = usage_problem(args)
+    if problem is not None:
+        print(f"reconcile: {problem}", file=sys.stderr)
+        return ExitCode.ERROR
+    args.path = args.path or DEFAULT_MANIFESTS
     # A controller reports what it does; a one-shot command only its problems (or -v).
     logs.configure(
         logging.INFO if args.verbose or args.watch else logging.WARNING,
@@ -251,7 +291,92 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
+
+
+# ----------------------------------------------------------------------- usage checks
+
+# The top level's options as a user writes them, by their argparse ``dest``.  -v and
+# --log-format are not here: every mode and command takes them.
+_TOP_LEVEL = {
+    "plan": "--plan",
+    "apply": "--apply",
+    "watch": "--watch",
+    "path": "-f",
+    "json": "--json",
+    "detailed_exitcode": "--detailed-exitcode",
+    "offline": "--offline",
+    "locked": "--locked",
+    "state": "--state",
+    "budget_bytes": "--budget-bytes",
+    "host": "--host",
+    "port": "--port",
+}
+
+# The modes each option means something in, and, where it helps, what to do instead.
+_MODES_OF: dict[str, tuple[tuple[str, ...], str]] = {
+    "detailed_exitcode": (
+        ("plan",),
+        "an apply exits 0 when it converged and 1 when it did not",
+    ),
+    "json": (("plan", "apply"), "for JSON logs, use --log-format json"),
+    "state": (("plan",), ""),
+    "budget_bytes": (
+        ("plan", "apply"),
+        "a controller keeps to the manifest's retention.max_storage_usage_percent",
+    ),
+    "offline": (_MODES, ""),
+    "locked": (_MODES, ""),
+    "host": (("watch",), ""),
+    "port": (("watch",), ""),
+}
+
+
+def usage_problem(args: argparse.Namespace) -> str | None:
+    """Why these arguments cannot run as given, or None.  An option that would be accepted
+    and then ignored is a problem: the user would believe it took effect."""
+    if args.run and args.command != "lease":
+        return "only `lease` runs a command given after --"
+    if args.command is not None:
+        return _command_problem(args)
+    return _mode_problem(args)
+
+
+def _given(args: argparse.Namespace, dest: str) -> bool:
+    value = getattr(args, dest, None)
+    return value is not None and value is not False  # `--port 0` is given, and falsy
+
+
+def _command_problem(args: argparse.Namespace) -> str | None:
+    shared: frozenset[str] = getattr(args, "shared", frozenset())
+    unused = [
+        flag for dest, flag in _TOP_LEVEL.items() if dest not in shared and _given(args, dest)
+    ]
+    if unused:
+        verb = "does" if len(unused) == 1 else "do"
+        return f"{_listed(unused)} {verb} not apply to `reconcile {args.command}`"
+    if args.command == "status" and args.status_file is not None and args.path is not None:
+        return "status: give -f or --status-file, not both (-f only locates the status file)"
+    if args.command == "request" and args.timeout is not None and not args.wait:
+        return "request: --timeout only applies to --wait"
+    return None
+
+
+def _mode_problem(args: argparse.Namespace) -> str | None:
+    mode = next((m for m in _MODES if getattr(args, m)), None)
+    for dest, (modes, instead) in _MODES_OF.items():
+        if mode not in modes and _given(args, dest):
+            line = f"{_TOP_LEVEL[dest]} only applies to {_listed([f'--{m}' for m in modes])}"
+            return f"{line}; {instead}" if instead else line
+    return None
+
+
+def _listed(flags: list[str]) -> str:
+    """``--plan, --apply and --watch``."""
+    return " and ".join([", ".join(flags[:-1]), flags[-1]] if len(flags) > 1 else flags)
+
+
+# ----------------------------------------------------------------------- dispatch
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -260,7 +385,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "schema":
         return commands.schema()
     if args.command == "serve":
-        return commands.serve(args.directory, args.host, args.port)
+        port = SERVE_PORT if args.port is None else args.port
+        return commands.serve(args.directory, args.host or SERVE_HOST, port, verbose=args.verbose)
     if args.command == "validate":
         return commands.validate(args.path)
     if args.command == "verify":
@@ -281,24 +407,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.adopt(args.path, args.names, as_json=args.json)
     if args.command == "lease":
         return commands.lease(args.path, args.name, args.run, ttl=args.ttl)
-    if args.run:
-        print("reconcile: only `lease` runs a command given after --", file=sys.stderr)
-        return EXIT_ERROR
     if args.command in ("pause", "resume"):
         return commands.pause(
             args.path, args.name, resume=args.command == "resume", as_json=args.json
         )
-    if (args.host is not None or args.port is not None) and not args.watch:
-        print("reconcile: --host and --port only apply to --watch", file=sys.stderr)
-        return EXIT_ERROR
+    return _run_mode(args)
+
+
+def _run_mode(args: argparse.Namespace) -> int:
+    from controller import commands
+
     if args.watch:
-        return commands.watch(args.path, host=args.host, port=args.port, locked=args.locked)
-    if args.state is not None and not args.plan:
-        print("reconcile: --state only applies to --plan", file=sys.stderr)
-        return EXIT_ERROR
-    if args.budget_bytes is not None and not (args.plan or args.apply):
-        print("reconcile: --budget-bytes only applies to --plan and --apply", file=sys.stderr)
-        return EXIT_ERROR
+        return commands.watch(
+            args.path, host=args.host, port=args.port, locked=args.locked, offline=args.offline
+        )
     if args.plan:
         return commands.plan(
             args.path,
@@ -318,7 +440,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             budget_bytes=args.budget_bytes,
         )
     build_parser().print_help(sys.stderr)
-    return EXIT_ERROR
+    return ExitCode.ERROR
 
 
 if __name__ == "__main__":

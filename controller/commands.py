@@ -12,6 +12,7 @@ from pathlib import Path
 
 from controller import budget, hub, render, retention_view, status
 from controller.domain import DesiredState
+from controller.exits import ExitCode
 from controller.manifest import (
     ManifestError,
     ManifestSet,
@@ -23,8 +24,6 @@ from controller.requesting import render_request
 from controller.status import StatusReport
 from controller.units import human_bytes
 from controller.usage import format_rate
-
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
 
 def _load(path: str) -> tuple[ManifestSet, DesiredState] | None:
@@ -48,15 +47,15 @@ def _load(path: str) -> tuple[ManifestSet, DesiredState] | None:
 def validate(path: str) -> int:
     loaded = _load(path)
     if loaded is None:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     manifests, desired = loaded
     print(f"{len(manifests.files)} manifest file(s), {len(desired.models)} model(s): valid.")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def schema() -> int:
     print(json.dumps(manifest_json_schema(), indent=2))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def plan(
@@ -71,7 +70,7 @@ def plan(
 ) -> int:
     loaded = _load(path)
     if loaded is None:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     from controller import locking
 
     # The lock, when there is one, describes the remote side: no hub needed for those models.
@@ -83,11 +82,11 @@ def plan(
         budget_bytes=budget_bytes,
     )
     if the_plan is None:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     sys.stdout.write(render.plan_to_json(the_plan) if as_json else render.plan_to_text(the_plan))
     if the_plan.errors:
-        return EXIT_ERROR
-    return EXIT_CHANGES if detailed and not the_plan.empty else EXIT_OK
+        return ExitCode.ERROR
+    return ExitCode.CHANGES if detailed and not the_plan.empty else ExitCode.OK
 
 
 def apply(
@@ -100,7 +99,7 @@ def apply(
 ) -> int:
     loaded = _load(path)
     if loaded is None:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     manifests, desired = loaded
     from dataclasses import replace
 
@@ -109,7 +108,7 @@ def apply(
 
     locks = locking.check(manifests, desired, locked=locked)
     if locks is None:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     from controller.loop import PassHooks
     from controller.progress import ProgressTracker
     from controller.terminal import ProgressDisplay
@@ -145,13 +144,13 @@ def apply(
         print()
         print(_status_table(result.status))
         print(f"\nStatus written to {desired.status_file}")
-    return EXIT_OK if result.ok else EXIT_ERROR
+    return ExitCode.OK if result.ok else ExitCode.ERROR
 
 
 def adopt(path: str, names: list[str], *, as_json: bool) -> int:
     loaded = _load(path)
     if loaded is None:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     from controller import retention_commands
 
     return retention_commands.adopt(loaded[1], names, as_json=as_json)
@@ -160,7 +159,7 @@ def adopt(path: str, names: list[str], *, as_json: bool) -> int:
 def lease(path: str, name: str, run: list[str], *, ttl: float) -> int:
     loaded = _load(path)
     if loaded is None:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     from controller import retention_commands
 
     return retention_commands.lease(loaded[1], name, run, ttl=ttl)
@@ -169,7 +168,7 @@ def lease(path: str, name: str, run: list[str], *, ttl: float) -> int:
 def lock(path: str, upgrade: list[str] | None) -> int:
     loaded = _load(path)
     if loaded is None:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     from controller import locking
 
     return locking.lock(*loaded, upgrade)
@@ -178,7 +177,7 @@ def lock(path: str, upgrade: list[str] | None) -> int:
 def verify(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
     loaded = _load(path)
     if loaded is None:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     desired = loaded[1]
     unknown = sorted(set(models) - {m.name for m in desired.models})
     if unknown:
@@ -187,7 +186,7 @@ def verify(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
             f"{', '.join(m.name for m in desired.models)}",
             file=sys.stderr,
         )
-        return EXIT_ERROR
+        return ExitCode.ERROR
     from controller import verify as verification
     from controller.client import ModelAvailability
     from controller.clock import utcnow
@@ -233,19 +232,21 @@ def verify(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
             print("Run `reconcile --apply` to repair them.")
         for c in probes:
             print(f"  {c.model}: files verified, but the probe failed: {c.detail}")
-    return EXIT_ERROR if bad or probes else EXIT_OK
+    return ExitCode.ERROR if bad or probes else ExitCode.OK
 
 
-def watch(path: str, *, host: str | None, port: int | None, locked: bool) -> int:
+def watch(
+    path: str, *, host: str | None, port: int | None, locked: bool, offline: bool = False
+) -> int:
     from controller.service import run
 
-    return run(path, host=host, port=port, locked=locked)
+    return run(path, host=host, port=port, locked=locked, offline=offline)
 
 
 def pause(path: str, name: str, *, resume: bool, as_json: bool) -> int:
     loaded = _load(path)
     if loaded is None:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     from controller import instance
     from controller.client import ModelAvailability, UnknownModelError
 
@@ -254,48 +255,49 @@ def pause(path: str, name: str, *, resume: bool, as_json: bool) -> int:
             found = client.resume(name) if resume else client.pause(name)
         except UnknownModelError as e:
             print(str(e), file=sys.stderr)
-            return EXIT_ERROR
+            return ExitCode.ERROR
     # A running controller stops (or resumes) the model's transfer now, not at its resync.
     instance.nudge(loaded[1].state_dir, f"/v1/models/{name}/{'resume' if resume else 'pause'}")
     if as_json:
         print(json.dumps(found.model_dump(mode="json"), indent=2))
     else:
         print(f"{name}: {found.phase.value} -- {found.message}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def show_status(path: str, status_file: str | None, *, as_json: bool) -> int:
     if status_file is None:
         loaded = _load(path)
         if loaded is None:
-            return EXIT_ERROR
+            return ExitCode.ERROR
         status_file = loaded[1].status_file
     if not Path(status_file).exists():
         print(f"no status at {status_file}: run `reconcile --apply` first", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     try:
         report = status.read(status_file)
     except Exception as e:  # a hand-edited or truncated file is a user problem, not a bug
         print(f"{status_file}: not a modelsync status file: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     print(json.dumps(_status_dict(report), indent=2) if as_json else _status_table(report))
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def serve(directory: str, host: str, port: int) -> int:
+def serve(directory: str, host: str, port: int, *, verbose: bool = False) -> int:
+    """``verbose``: one line per request on stderr (``-v``)."""
     from controller.serve import run
 
     if not Path(directory).is_dir():
         print(f"{directory}: not a directory", file=sys.stderr)
-        return EXIT_ERROR
-    return run(directory, host, port)
+        return ExitCode.ERROR
+    return run(directory, host, port, verbose=verbose)
 
 
 def request(path: str, name: str, *, wait: bool, timeout: float | None, as_json: bool) -> int:
     """0: available; 2: queued or under way (with --wait: still so at the timeout); 1: error."""
     loaded = _load(path)
     if loaded is None:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     from controller.requesting import request_until
 
     result, timed_out = request_until(loaded[1], name, wait=wait, timeout=timeout)
@@ -306,14 +308,14 @@ def request(path: str, name: str, *, wait: bool, timeout: float | None, as_json:
     if timed_out:
         print(f"timed out after {timeout:g} s; {name} is {result.phase.value}", file=sys.stderr)
     if result.success:
-        return EXIT_OK
-    return EXIT_ERROR if result.error else EXIT_CHANGES
+        return ExitCode.OK
+    return ExitCode.ERROR if result.error else ExitCode.CHANGES
 
 
 def use(path: str, name: str, *, generation_seconds: float | None, as_json: bool) -> int:
     loaded = _load(path)
     if loaded is None:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     from controller.client import ModelAvailability, UnknownModelError
 
     with ModelAvailability.from_desired(loaded[1]) as client:
@@ -321,13 +323,13 @@ def use(path: str, name: str, *, generation_seconds: float | None, as_json: bool
             recorded = client.record_use(name, generation_seconds)
         except (UnknownModelError, ValueError) as e:
             print(str(e), file=sys.stderr)
-            return EXIT_ERROR
+            return ExitCode.ERROR
     if as_json:
         print(json.dumps(recorded.model_dump(mode="json"), indent=2))
     else:
         took = "" if generation_seconds is None else f" ({generation_seconds:g} s to generate)"
         print(f"recorded a use of {name}{took}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _status_dict(report: StatusReport) -> dict[str, object]:

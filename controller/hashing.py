@@ -7,6 +7,10 @@ a blob therefore means computing whichever digest its name implies.
 Files are read with ``readinto`` into one large reused buffer, so hashing a 20 GB shard
 allocates nothing per chunk, and each ``update`` hands hashlib a multi-megabyte slice: for
 updates that large hashlib releases the GIL, so several files hash in parallel on threads.
+
+Hashing a 50 GB shard takes tens of seconds, so a stop request is asked between chunks:
+shutting down never waits for a whole file, and a hash cut short raises
+:class:`~controller.cancel.Cancelled` instead of returning a digest of part of the file.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
+
+from controller.cancel import Cancelled
 
 # Large enough that per-call overhead vanishes and hashlib releases the GIL for each update;
 # small enough that a pool of hashing threads stays within a modest memory budget.
@@ -91,15 +98,42 @@ class BlobHasher:
         return self._hash.hexdigest() == etag.lower()
 
 
-def _hash_file(path: str | os.PathLike[str], kind: HashKind) -> str:
-    buffer = bytearray(CHUNK_SIZE)
-    view = memoryview(buffer)
+def feed_from(
+    fd: int,
+    hasher: BlobHasher,
+    *,
+    limit: int | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> int:
+    """Hash what ``fd`` holds from its current position, up to ``limit`` bytes or the end.
+
+    Returns the bytes fed, leaving ``fd`` positioned after them.  ``stop`` is asked before
+    each chunk; once it says so, :class:`~controller.cancel.Cancelled` is raised and
+    ``hasher`` has seen only a prefix, so its digest must not be trusted.
+    """
+    buffer = memoryview(bytearray(CHUNK_SIZE))  # one buffer, reused for every read
+    whole = [buffer]  # readv's list, built once: a full-chunk read allocates nothing
+    fed = 0
+    while limit is None or fed < limit:
+        if stop is not None and stop():
+            raise Cancelled(f"hashing stopped after {fed} bytes")
+        left = CHUNK_SIZE if limit is None else limit - fed
+        n = os.readv(fd, whole if left >= CHUNK_SIZE else [buffer[:left]])
+        if n == 0:
+            break
+        hasher.update(buffer[:n])
+        fed += n
+    return fed
+
+
+def _hash_file(
+    path: str | os.PathLike[str], kind: HashKind, stop: Callable[[], bool] | None = None
+) -> str:
     with open(path, "rb", buffering=0) as f:
         # fstat of the open file, not a stat of the path: it is the file we are reading.
         size = os.fstat(f.fileno()).st_size if kind is HashKind.GIT_BLOB_SHA1 else None
         hasher = BlobHasher(kind, size)
-        while n := f.readinto(view):
-            hasher.update(view[:n])
+        feed_from(f.fileno(), hasher, stop=stop)
     try:
         return hasher.hexdigest()
     except HashSizeError as e:
@@ -116,12 +150,23 @@ def git_blob_sha1_file(path: str | os.PathLike[str]) -> str:
     return _hash_file(path, HashKind.GIT_BLOB_SHA1)
 
 
-def digest_for_etag(path: str | os.PathLike[str], etag: str) -> str:
-    """The digest of ``path`` in the form ``etag`` is written in, to compare against it."""
-    return _hash_file(path, HashKind.for_etag(etag))
+def digest_for_etag(
+    path: str | os.PathLike[str], etag: str, *, stop: Callable[[], bool] | None = None
+) -> str:
+    """The digest of ``path`` in the form ``etag`` is written in, to compare against it.
+
+    ``stop`` is asked between chunks (:class:`~controller.cancel.Cancelled` once it says so).
+    """
+    return _hash_file(path, HashKind.for_etag(etag), stop)
 
 
-def check_blob(path: str | os.PathLike[str], etag: str) -> tuple[bool, str]:
-    """Whether ``path`` holds exactly the blob ``etag`` names, and the digest found."""
-    digest = digest_for_etag(path, etag)
+def check_blob(
+    path: str | os.PathLike[str], etag: str, *, stop: Callable[[], bool] | None = None
+) -> tuple[bool, str]:
+    """Whether ``path`` holds exactly the blob ``etag`` names, and the digest found.
+
+    A stop between chunks raises :class:`~controller.cancel.Cancelled`: no verdict at all,
+    never a mismatch for a file that was only partly read.
+    """
+    digest = digest_for_etag(path, etag, stop=stop)
     return digest == etag.lower(), digest

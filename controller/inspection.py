@@ -7,7 +7,7 @@ findings alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,16 +34,25 @@ def inspect(
     clock: Callable[[], datetime],
     *,
     trust_unchanged: bool = True,
+    stop: Callable[[], bool] | None = None,
+    known: Mapping[str, Verification] | None = None,
 ) -> Inspection:
+    """``stop`` is asked between chunks of the hash; a stop raises
+    :class:`~controller.cancel.Cancelled` before any verdict is recorded: what the store
+    knew of the file stays as it was, and no damage is reported for a partial read.
+
+    ``known``: the repo's verification records by blob (``store.verifications_for``), from a
+    caller inspecting many of its files: one query for them all rather than one per file.
+    """
     try:
         st = path.stat()
         if (
             trust_unchanged
-            and _unchanged(store, repo, f, st.st_size, st.st_mtime_ns, st.st_ino)
+            and _unchanged(_record(store, repo, f, known), f, st.st_size, st.st_mtime_ns, st.st_ino)
             and not _malformed(f, path, st.st_size)
         ):
             return Inspection(ok=True, hashed=False)
-        ok, digest = (False, "") if st.st_size != f.size else check_blob(path, f.etag)
+        ok, digest = (False, "") if st.st_size != f.size else check_blob(path, f.etag, stop=stop)
     except OSError as e:
         return Inspection(
             False, False, Reason.DOWNLOAD_FAILED, f"{f.path}: cannot read: {e.strerror}"
@@ -83,10 +92,15 @@ def _malformed(f: FileWork, path: Path, size: int) -> bool:
     return f.path.endswith(".safetensors") and safetensors_problem(path, size) is not None
 
 
+def _record(
+    store: StateStore, repo: str, f: FileWork, known: Mapping[str, Verification] | None
+) -> Verification | None:
+    return store.verification(repo, f.etag) if known is None else known.get(f.etag)
+
+
 def _unchanged(
-    store: StateStore, repo: str, f: FileWork, size: int, mtime_ns: int, inode: int
+    record: Verification | None, f: FileWork, size: int, mtime_ns: int, inode: int
 ) -> bool:
     """Unchanged size, mtime and inode since a good verification mean the same bytes."""
-    known = store.verification(repo, f.etag)
     entry = CachedFile(f.path, f.etag, size, mtime_ns=mtime_ns, inode=inode)
-    return known is not None and known.ok and known.still_describes(entry)
+    return record is not None and record.ok and record.still_describes(entry)

@@ -25,6 +25,7 @@ from controller.domain import (
     RemoteProblem,
     RemoteRevision,
 )
+from controller.exits import ExitCode
 from controller.fsutil import atomic_write_text
 from controller.lockfile import LockCheck, LockedModel, LockFile, LockFileError, Resolve
 from controller.manifest import ManifestSet
@@ -69,20 +70,22 @@ def read_locks(manifests: ManifestSet) -> tuple[dict[str, LockFile | None], list
 # --------------------------------------------------------------------------- reconcile lock
 
 
-def lock(manifests: ManifestSet, desired: DesiredState, upgrade: list[str] | None) -> int:
+def lock(
+    manifests: ManifestSet, desired: DesiredState, upgrade: list[str] | None
+) -> ExitCode:
     """Write the lock beside every manifest; all of them or, on any problem, none."""
     declared = [m.name for m in desired.models]
     unknown = sorted(set(upgrade or ()) - set(declared))
     if unknown:
         _say(f"--upgrade: unknown model(s) {', '.join(unknown)}; declared: {', '.join(declared)}")
-        return 1
+        return ExitCode.ERROR
     wanted = None if upgrade is None else frozenset(upgrade)
     locks, problems = read_locks(manifests)
     for p in problems:
         _say(p)
     if problems and wanted != frozenset():
         _say("fix the lock, or delete it, or run `reconcile lock --upgrade` to rebuild every entry")
-        return 1
+        return ExitCode.ERROR
     if problems:
         _say("--upgrade: the unreadable lock is rebuilt from the hub")
     files = _models_by_file(manifests, desired)
@@ -109,7 +112,7 @@ def lock(manifests: ManifestSet, desired: DesiredState, upgrade: list[str] | Non
         for e in errors:
             _say(e)
         _say(f"{plural(len(errors), 'model')} could not be locked; no lock file was written.")
-        return 1
+        return ExitCode.ERROR
     for lock_path, text, summary in written:
         if _current_text(lock_path) == text:
             print(f"{lock_path}: up to date")
@@ -118,7 +121,7 @@ def lock(manifests: ManifestSet, desired: DesiredState, upgrade: list[str] | Non
             print(f"{lock_path}: written")
         for line in summary:
             print(f"  {line}")
-    return 0
+    return ExitCode.OK
 
 
 def _resolve(

@@ -20,7 +20,7 @@ from controller.cancel import StopSignal
 from controller.clock import utcnow
 from controller.domain import DesiredState, Phase, Plan, RemoteRevision
 from controller.manifest import Downloads
-from controller.observe import observe
+from controller.observe import observe, observe_models
 from controller.plan import assess_all, plan, queue
 from controller.progress import ProgressTracker
 from controller.state import StateStore
@@ -64,6 +64,7 @@ def reconcile(
     *,
     downloads: Downloads | None = None,
     offline: bool = False,
+    resolve: bool = True,
     clock: Clock = utcnow,
     pinned: Mapping[str, RemoteRevision] | None = None,
     hooks: PassHooks | None = None,
@@ -72,12 +73,15 @@ def reconcile(
     """``downloads`` is the manifest's ``spec.downloads`` (concurrency, bandwidth limit);
     ``pinned``: models described by their lock entries, not by the hub; downloads are then
     checked against the locked hashes.  ``budget``: the disk budget retention keeps to
-    (``--budget-bytes``; default: retention.max_storage_usage_percent of the cache's disk)."""
+    (``--budget-bytes``; default: retention.max_storage_usage_percent of the cache's disk).
+    ``offline``: no request leaves the machine (files are only linked from cached blobs);
+    ``resolve=False``: the hub is not asked what revisions point to, but may serve files."""
     settings = downloads or Downloads()
     hooks = hooks or PassHooks()
     with StateStore.open(Path(desired.state_dir)) as store:
         store.prune_usage(window_start(clock(), desired.usage_window_days))
-        observed = observe(desired, now=clock(), offline=offline, store=store, pinned=pinned)
+        asks_hub = resolve and not offline
+        observed = observe(desired, now=clock(), offline=not asks_hub, store=store, pinned=pinned)
         before = assess_all(desired, observed)
         the_plan = plan(desired, observed, clock(), assessments=before, budget=budget)
         if hooks.held:
@@ -91,10 +95,13 @@ def reconcile(
         # status; one lock orders them, and each write derives from the latest phases.
         lock = threading.Lock()
         latest: list[tuple[dict[str, Phase], dict[str, Failure]]] = [({}, {})]
+        planned_retention = retention_view.from_plan(the_plan)  # the plan is fixed for the pass
 
         def settle(names: set[str]) -> None:
+            # Only the ended models' repos are read again, not the whole cache: once per
+            # model, a whole-cache read would make a pass quadratic in the number of models.
             chosen = replace(desired, models=tuple(m for m in desired.models if m.name in names))
-            fresh = observe(chosen, now=clock(), store=store, remote=observed.remote)
+            fresh = observe_models(chosen, now=clock(), store=store, remote=observed.remote)
             current.update((a.model.name, a) for a in assess_all(chosen, fresh))
             order[:] = [name for name in order if name not in names]
 
@@ -118,7 +125,7 @@ def reconcile(
                     errors=(*hooks.errors(), *the_plan.errors),
                     usage=observed.usage,
                     queue_positions={name: i for i, name in enumerate(order, start=1)},
-                    retention=retention_view.from_plan(the_plan),
+                    retention=planned_retention,
                 )
                 if hooks.progress is not None:
                     hooks.progress.retain(in_progress)
@@ -137,6 +144,7 @@ def reconcile(
             max_bandwidth=settings.max_bandwidth_bytes,
             stop=hooks.stop,
             progress=hooks.progress,
+            offline=offline,
         )
         unlisten = (
             hooks.progress.listen(refresh, every=STATUS_PROGRESS_SECONDS)

@@ -86,6 +86,40 @@ def observe(
     )
 
 
+def observe_models(
+    desired: DesiredState,
+    *,
+    now: datetime,
+    store: StateStore,
+    remote: Mapping[str, RemoteRevision | RemoteProblem],
+) -> Observation:
+    """Just what assessing ``desired.models`` reads: their repos on disk, their records in
+    ``store``, and the hub's earlier answers ``remote``.
+
+    A model whose work ends mid-pass is assessed again from this, so re-reading it costs
+    in proportion to that model, not to the whole cache.  Other repos, usage, ownership,
+    unfinished deletions and the disk are left empty: the result is for assessing those
+    models, not for planning (retention needs the whole cache).
+    """
+    names = {m.name for m in desired.models}
+    repos = sorted({m.repo for m in desired.models})
+    problems: list[str] = []
+    return Observation(
+        cache=_read_repos(Path(desired.cache_dir), repos, problems),
+        remote={name: answer for name, answer in remote.items() if name in names},
+        verifications={
+            (repo, blob): v for repo in repos for blob, v in store.verifications_for(repo).items()
+        },
+        disk=None,
+        problems=tuple(problems),
+        requested=frozenset(store.requests()) & names,
+        paused=frozenset(store.paused()) & names,
+        leases=leases.live_by_model([lease for n in names for lease in store.leases(n)], now),
+        evicted={name: e for name, e in store.evictions().items() if name in names},
+        health={name: h for name, h in store.health_checks().items() if name in names},
+    )
+
+
 @dataclass(frozen=True)
 class _RetentionState:
     owned: tuple[OwnedFile, ...] = ()
@@ -125,13 +159,19 @@ def _read_cache(
 ) -> dict[str, CachedRepo]:
     """The declared repos, and every other model repo in the cache: retention must know
     what it once downloaded and what belongs to other tools, to tell them apart."""
-    cache: dict[str, CachedRepo] = {}
     try:
         found = cachefs.list_repos(cache_dir)
     except OSError as e:
         problems.append(f"cache: cannot list {cache_dir}: {e}")
         found = []
-    for repo in sorted({m.repo for m in models} | set(found)):
+    return _read_repos(cache_dir, sorted({m.repo for m in models} | set(found)), problems)
+
+
+def _read_repos(
+    cache_dir: Path, repos: Collection[str], problems: list[str]
+) -> dict[str, CachedRepo]:
+    cache: dict[str, CachedRepo] = {}
+    for repo in repos:
         try:
             cache[repo] = cachefs.read_repo(cache_dir, repo)
         except (OSError, cachefs.UnsafePathError) as e:

@@ -12,12 +12,11 @@ from controller import adoption
 from controller.client import ModelAvailability, UnknownModelError
 from controller.clock import utcnow
 from controller.domain import DesiredState
+from controller.exits import ExitCode
 from controller.observe import observe
 from controller.plan import assess_all
 from controller.state import BeingEvictedError, StateStore
 from controller.units import human_bytes, plural
-
-EXIT_OK, EXIT_ERROR = 0, 1
 
 
 def adopt(desired: DesiredState, names: Sequence[str], *, as_json: bool) -> int:
@@ -30,7 +29,7 @@ def adopt(desired: DesiredState, names: Sequence[str], *, as_json: bool) -> int:
             f"unknown model(s): {', '.join(unknown)}; declared: {', '.join(declared)}",
             file=sys.stderr,
         )
-        return EXIT_ERROR
+        return ExitCode.ERROR
     with StateStore.open(Path(desired.state_dir)) as store:
         # No hub: what the cache serves, and the hub's last answer, say what each model is.
         observed = observe(desired, now=utcnow(), offline=True, store=store)
@@ -49,7 +48,7 @@ def adopt(desired: DesiredState, names: Sequence[str], *, as_json: bool) -> int:
             print("Retention may now delete them once no declared model needs them.")
     for name in empty:
         print(f"{name}: nothing of it is in the cache to adopt", file=sys.stderr)
-    return EXIT_ERROR if empty else EXIT_OK
+    return ExitCode.ERROR if empty else ExitCode.OK
 
 
 def lease(desired: DesiredState, name: str, command: Sequence[str], *, ttl: float) -> int:
@@ -60,7 +59,7 @@ def lease(desired: DesiredState, name: str, command: Sequence[str], *, ttl: floa
     """
     if not command:
         print("reconcile lease: give the command to run after `--`", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     with ModelAvailability.from_desired(desired) as client:
         try:
             held = client.use(name, ttl_seconds=ttl)
@@ -69,9 +68,9 @@ def lease(desired: DesiredState, name: str, command: Sequence[str], *, ttl: floa
                     code = subprocess.call(list(command))
                 except OSError as e:
                     print(f"reconcile lease: cannot run {command[0]}: {e}", file=sys.stderr)
-                    return EXIT_ERROR
+                    return ExitCode.ERROR
         except (UnknownModelError, BeingEvictedError) as e:
             print(str(e), file=sys.stderr)
-            return EXIT_ERROR
+            return ExitCode.ERROR
     # A command killed by a signal reports it as the shells do.
     return code if code >= 0 else 128 - code

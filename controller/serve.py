@@ -39,6 +39,7 @@ from typing import BinaryIO, Protocol, cast
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from controller import seed
+from controller.exits import ExitCode
 
 TREE_PAGE_SIZE = 1000  # what the Hub returns per /tree page without expand
 IDLE_TIMEOUT = 120.0  # seconds a keep-alive connection may sit idle before its thread exits
@@ -1167,6 +1168,9 @@ class HubServer:
         return self._context.settled_records(timeout=SETTLE_TIMEOUT)
 
     def clear_requests(self) -> None:
+        """Forget the requests served so far.  Ones still finishing are waited for first
+        (briefly): logged after the clear, they would pass for requests that followed it."""
+        self._context.settled_records(timeout=SETTLE_TIMEOUT)
         self._context.clear_records()
 
     @property
@@ -1249,12 +1253,12 @@ def serve_forever(
             signal.signal(sig, handler)
 
 
-def run(cache_dir: str, host: str, port: int, *, verbose: bool = False) -> int:
+def run(cache_dir: str, host: str, port: int, *, verbose: bool = False) -> ExitCode:
     """Entry point of ``reconcile serve``; returns the process exit code."""
     root = Path(cache_dir).expanduser()
     if not root.is_dir():
         print(f"error: {root} is not a directory", file=sys.stderr)
-        return 1
+        return ExitCode.ERROR
 
     def announce(url: str) -> None:
         print(f"Serving {root} at {url}", flush=True)
@@ -1263,5 +1267,5 @@ def run(cache_dir: str, host: str, port: int, *, verbose: bool = False) -> int:
         serve_forever(root, host, port, verbose=verbose, on_ready=announce)
     except OSError as error:  # typically the port is taken
         print(f"error: cannot serve on {host}:{port}: {error}", file=sys.stderr)
-        return 1
-    return 0
+        return ExitCode.ERROR
+    return ExitCode.OK

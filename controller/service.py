@@ -13,10 +13,12 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from controller import hub
 from controller.clock import utcnow
+from controller.exits import ExitCode
 from controller.filewatch import ManifestWatcher
 from controller.instance import AlreadyRunning, Info, InstanceLock
 from controller.schedule import Schedule
@@ -25,23 +27,28 @@ from controller.watch import Controller, Rejected, load
 
 log = logging.getLogger("modelsync.service")
 
-EXIT_OK, EXIT_ERROR = 0, 1
-# How long a stop waits for the running pass to reach a safe point.  Transfers stop within a
-# chunk; hashing a large file cannot be interrupted and may take longer, in which case the
+# How long a stop waits for the running pass to reach a safe point.  Transfers and hashing
+# stop within a chunk; a filesystem stalled under a read may take longer, in which case the
 # process exits anyway (every write is crash-safe, so an exit at any instant loses nothing).
 STOP_GRACE_SECONDS = 10.0
 
 
 def run(
-    path: str, *, host: str | None = None, port: int | None = None, locked: bool = False
+    path: str,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    locked: bool = False,
+    offline: bool = False,
 ) -> int:
+    """``offline``: no pass asks the hub about revisions (:class:`~controller.watch.Controller`)."""
     try:
         loaded = load(path, locked=locked)
     except Rejected as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
         print("the manifests are invalid; the controller did not start", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     hub.configure(loaded.desired.endpoint)
     settings = loaded.settings
     host = host or settings.host
@@ -51,35 +58,37 @@ def run(
         check_bind(host, token)
     except InsecureBind as e:
         print(f"reconcile: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     lock = InstanceLock(loaded.desired.state_dir)
     try:
         lock.acquire()
     except AlreadyRunning as e:
         print(f"reconcile: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     except OSError as e:
         print(f"reconcile: cannot lock {lock.state_dir}: {e.strerror or e}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     try:
-        controller = Controller(path, loaded, locked=locked)
+        controller = Controller(path, loaded, locked=locked, offline=offline)
         try:
             http = ControllerServer(controller, host, port, token=token)
         except OSError as e:
             print(f"reconcile: cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
-            return EXIT_ERROR
-        lock.publish(Info(os.getpid(), http.url, utcnow().isoformat(), str(path)))
-        clean = _serve(controller, http, path)
+            return ExitCode.ERROR
+        info = Info(os.getpid(), http.url, utcnow().isoformat(), str(path))
+        clean = _serve(controller, http, path, announce=lambda: lock.publish(info))
     finally:
         lock.release()
     if not clean:
         log.warning("the running pass did not stop within %g s; exiting", STOP_GRACE_SECONDS)
         logging.shutdown()
-        os._exit(EXIT_OK)  # worker threads still hashing would otherwise hold the exit up
-    return EXIT_OK
+        os._exit(ExitCode.OK)  # worker threads still hashing would otherwise hold the exit up
+    return ExitCode.OK
 
 
-def _serve(controller: Controller, http: ControllerServer, path: str) -> bool:
+def _serve(
+    controller: Controller, http: ControllerServer, path: str, *, announce: Callable[[], None]
+) -> bool:
     stopping = threading.Event()
 
     def stop(signum: int, _: FrameType | None) -> None:
@@ -102,16 +111,21 @@ def _serve(controller: Controller, http: ControllerServer, path: str) -> bool:
         ignore=[desired.status_file, desired.state_dir, desired.cache_dir],
     )
     schedule = Schedule(controller)
-    http.start()
+    # The loop, its clocks and the watcher run before the API answers and before the address
+    # is published: a probe or an edit that arrives at once then finds a live controller
+    # (/healthz would say "loop stopped", and an edit before the watcher could go unseen).
     controller.start()
     schedule.start()
     watcher.start()
+    http.start()
+    announce()
     log.info(
-        "controller running: %d model(s) from %s; API at %s",
+        "controller running: %d model(s) from %s; API at %s%s",
         len(desired.models),
         path,
         http.url,
-        extra={"url": http.url, "pid": os.getpid()},
+        "; offline: no request is sent to the hub" if controller.offline else "",
+        extra={"url": http.url, "pid": os.getpid(), "offline": controller.offline},
     )
     while not stopping.wait(1.0):
         pass

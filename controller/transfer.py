@@ -49,7 +49,7 @@ from controller.cancel import ModelStop
 from controller.clock import utcnow
 from controller.domain import Reason
 from controller.fsutil import atomic_write_text, fsync_dir
-from controller.hashing import BlobHasher, HashKind
+from controller.hashing import BlobHasher, HashKind, feed_from
 from controller.hub import HubError
 from controller.units import human_bytes
 
@@ -60,8 +60,6 @@ CHUNK_SIZE = 1024 * 1024
 # Every write goes straight to the kernel (no user-space buffer), so a kill -9 loses nothing
 # that was written; fsync bounds what a power loss can take.
 FSYNC_EVERY = 64 * 1024 * 1024
-# Reading the prefix of a resumed partial: one pass, in large slices.
-PREFIX_READ_SIZE = 8 * 1024 * 1024
 # Progress is reported after at least this many new bytes, not per transport chunk (~64 KiB):
 # at 1 GB/s that is a thousand calls a second instead of sixteen thousand.
 PROGRESS_EVERY = 1024 * 1024
@@ -201,6 +199,7 @@ def fetch(
     limiter: TokenBucket | None = None,
     progress: Progress | None = None,
     stop: ModelStop | None = None,
+    offline: bool = False,
 ) -> Fetched:
     """Put ``ref`` into the cache, verified, and link it into its snapshot.
 
@@ -208,7 +207,8 @@ def fetch(
     succeed) and :class:`~controller.cachefs.UnsafePathError`.  ``token`` is passed to
     huggingface_hub as is: ``None`` means its usual look-up (``HF_TOKEN``, the login).
     ``stop`` ends the download between two chunks with :class:`~controller.cancel.Cancelled`,
-    keeping the partial file for the next attempt.
+    keeping the partial file for the next attempt.  ``offline`` links a cached blob and
+    sends no request: a file that needs one fails (``HUB_UNREACHABLE``), its partial kept.
     """
     if stop is not None:
         stop.check()
@@ -224,6 +224,13 @@ def fetch(
                 if progress is not None and ref.size is not None:
                     progress(ref.size, ref.size)
                 return Fetched(snapshot, blob, ref.etag, None, 0, 0)
+        if offline:
+            raise HubError(
+                Reason.HUB_UNREACHABLE,
+                f"offline: {ref.repo}@{ref.commit[:12]}:{ref.path} is not in the cache; "
+                "an apply without --offline fetches it",
+                transient=True,
+            )
         job = _Job(ref, cache_dir, endpoint, token, retry, timeouts, limiter, progress, stop)
         return job.run(snapshot)
     except OSError as e:  # the lock, a directory, the link: the cache cannot be written
@@ -343,7 +350,7 @@ class _Job:
 
     def _download(self, target: _Target, blob: Path) -> tuple[str, int]:
         """Fill the partial, verify it and move it to ``blob``; (digest, bytes resumed)."""
-        partial = _Partial.open(blob, self.ref, target)
+        partial = _Partial.open(blob, self.ref, target, self.stop)
         resumed_from = partial.size
         self._report(partial.size, target.size, force=True)
         try:
@@ -547,13 +554,17 @@ class _Partial:
         self._fd = -1
 
     @classmethod
-    def open(cls, blob: Path, ref: FileRef, target: _Target) -> _Partial:
+    def open(
+        cls, blob: Path, ref: FileRef, target: _Target, stop: ModelStop | None = None
+    ) -> _Partial:
+        """``stop`` can cut short the hashing of a resumed prefix (raising
+        :class:`~controller.cancel.Cancelled`); the prefix and its sidecar stay on disk."""
         path = blob.with_name(blob.name + ".incomplete")
         partial = cls(path, path.with_name(path.name + SIDECAR_SUFFIX), ref, target)
-        partial._open()
+        partial._open(stop)
         return partial
 
-    def _open(self) -> None:
+    def _open(self, stop: ModelStop | None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         sidecar = self._read_sidecar()
         resumable = sidecar is not None and self._describes_target(sidecar)
@@ -567,7 +578,7 @@ class _Partial:
         try:
             if resumable and sidecar is not None:
                 self.validator = _str_or_none(sidecar.get("validator"))
-                self._hash_prefix()
+                self._hash_prefix(stop)
             else:
                 os.ftruncate(self._fd, 0)
         except BaseException:
@@ -602,21 +613,19 @@ class _Partial:
         }
         atomic_write_text(self.sidecar, json.dumps(record, indent=1) + "\n")
 
-    def _hash_prefix(self) -> None:
+    def _hash_prefix(self, stop: ModelStop | None) -> None:
         """Feed the bytes already on disk to the hasher, leaving the file positioned after
-        them: the digest at the end then covers the whole file with a single read of it."""
+        them: the digest at the end then covers the whole file with a single read of it.
+
+        A prefix of tens of GB takes a while to hash, so a stop ends it between chunks; the
+        file is left untouched (not truncated) for the next attempt to hash again."""
         size = os.fstat(self._fd).st_size
         if size > self.target.size:  # cannot be a prefix of this blob: start over
             os.ftruncate(self._fd, 0)
             return
-        view = memoryview(bytearray(PREFIX_READ_SIZE))  # one buffer, reused for every read
-        position = 0
-        while position < size:
-            n = os.readv(self._fd, [view[: min(len(view), size - position)]])
-            if n == 0:
-                break  # shrank under us; the bytes hashed so far are the prefix
-            self._hasher.update(view[:n])
-            position += n
+        requested = stop.requested if stop is not None else None
+        # Fewer bytes than ``size`` when the file shrank under us: what was read is the prefix.
+        position = feed_from(self._fd, self._hasher, limit=size, stop=requested)
         os.ftruncate(self._fd, position)
         self.size = self.resumed_from = position
 

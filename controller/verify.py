@@ -114,8 +114,8 @@ def verify(
     progress: Callable[[int, int], None] | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> list[Check]:
-    """``stop`` is asked before each file; once it says so, :class:`Cancelled` is raised
-    (a file being hashed is finished first)."""
+    """``stop`` is asked before each file and between chunks of each hash; once it says
+    so, :class:`Cancelled` is raised and a file whose hash was cut short stays unverified."""
     jobs = [
         _Job(a, f)
         for a in assessments
@@ -130,7 +130,7 @@ def verify(
     def unless_stopped(job: _Job) -> tuple[Check, int]:
         if stop is not None and stop():
             raise Cancelled("verification stopped")
-        return _check(job, cache_dir, store, clock, full)
+        return _check(job, cache_dir, store, clock, full, stop)
 
     # hashlib releases the GIL on large buffers, so one thread per core hashes in parallel.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -145,12 +145,17 @@ def verify(
 
 
 def _check(
-    job: _Job, cache_dir: Path, store: StateStore, clock: Callable[[], datetime], full: bool
+    job: _Job,
+    cache_dir: Path,
+    store: StateStore,
+    clock: Callable[[], datetime],
+    full: bool,
+    stop: Callable[[], bool] | None,
 ) -> tuple[Check, int]:
     a, f = job.assessment, job.file
     assert a.commit is not None
     snapshot = cachefs.snapshot_path(cache_dir, a.model.repo, a.commit, f.path)
-    found = inspect(store, a.model.repo, f, snapshot, clock, trust_unchanged=not full)
+    found = inspect(store, a.model.repo, f, snapshot, clock, trust_unchanged=not full, stop=stop)
     return Check(a.model.name, f.path, found.ok, found.hashed, found.detail), f.size
 
 

@@ -167,11 +167,16 @@ class Controller:
         loaded: Loaded,
         *,
         locked: bool = False,
+        offline: bool = False,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        """``locked``: reject manifest edits whose lock is missing or out of sync."""
+        """``locked``: reject manifest edits whose lock is missing or out of sync.
+        ``offline``: no pass asks the hub what revisions point to, whatever its trigger
+        (``--watch --offline``): the controller goes on verifying, relinking files from
+        cached blobs and applying retention, against the cache and the hub's last answer."""
         self.path = str(path)
         self.locked = locked
+        self.offline = offline
         self.clock = clock
         self.bus = EventBus()
         self.triggers = TriggerQueue()
@@ -321,7 +326,7 @@ class Controller:
         reasons = sorted(t.value for t in batch)
         if Trigger.HEALTH_CHECK in batch:
             self._health_check(loaded.desired)
-        online = self._hub_pending or any(t.asks_hub for t in batch)
+        online = not self.offline and (self._hub_pending or any(t.asks_hub for t in batch))
         signal = StopSignal()
         with self._lock:
             if self.triggers.closed:  # stopping: no new pass
@@ -338,7 +343,8 @@ class Controller:
             result = reconcile(
                 loaded.desired,
                 downloads=loaded.manifests.downloads,
-                offline=not online,
+                offline=self.offline,
+                resolve=online,
                 pinned=loaded.pinned,
                 hooks=PassHooks(
                     stop=signal,

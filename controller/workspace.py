@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -43,10 +43,12 @@ class CacheWorkspace:
         retry: RetryPolicy = transfer.DEFAULT_RETRY,
         stop: StopSignal | None = None,
         progress: ProgressTracker | None = None,
+        offline: bool = False,
     ) -> None:
         """``max_bandwidth`` (bytes/s) is shared by all of this workspace's downloads.
         ``stop`` ends a model's transfers and checks between chunks and files (raising
-        :class:`~controller.cancel.Cancelled`); ``progress`` hears every file's bytes."""
+        :class:`~controller.cancel.Cancelled`); ``progress`` hears every file's bytes.
+        ``offline`` fetches only from blobs already cached: no request leaves the machine."""
         self.cache_dir = Path(cache_dir)
         self.endpoint = endpoint
         self.store = store
@@ -56,6 +58,7 @@ class CacheWorkspace:
         self.limiter = TokenBucket(max_bandwidth) if max_bandwidth else None
         self.stop = stop
         self.progress = progress
+        self.offline = offline
 
     # ------------------------------------------------------------------ Workspace
 
@@ -65,7 +68,8 @@ class CacheWorkspace:
         return self._each(files, lambda f: self._fetch_one(action, f))
 
     def verify(self, action: Action, files: Sequence[FileWork]) -> tuple[FileOutcome, ...]:
-        return self._each(files, lambda f: self._verify_one(action, f))
+        known = self.store.verifications_for(action.repo)  # one query, not one per file
+        return self._each(files, lambda f: self._verify_one(action, f, known))
 
     def quarantine(self, action: Action, files: Sequence[FileWork]) -> None:
         for f in files:
@@ -75,11 +79,13 @@ class CacheWorkspace:
         if is_commit(action.revision):
             return
         ref = cachefs.ref_path(self.cache_dir, action.repo, action.revision)
-        if _names(ref, action.commit):
+        served = _read_ref(ref)  # read once: both checks below must see the same commit
+        if served == action.commit:
             # Left as it is: its mtime says when it last moved, and retention keeps the old
             # revision for a grace period counted from then.  A rewrite would restart it.
             return
-        if self._switch_held(action, ref):
+        # Without a ref yet, pointing it switches nothing anyone uses: no lease holds it.
+        if served is not None and self._switch_held(action):
             return
         # The ref is rewritten atomically: an application resolving the revision sees the
         # old commit or the new one, never a missing or half-written ref.
@@ -94,15 +100,9 @@ class CacheWorkspace:
             is_live=lambda lease: leases.is_live(lease, self.clock()),
         )
 
-    def _switch_held(self, action: Action, ref: Path) -> bool:
+    def _switch_held(self, action: Action) -> bool:
         """A lease taken after planning still keeps the served commit: the files stay and
         the next reconcile switches the ref once the lease ends."""
-        try:
-            served = ref.read_text().strip()
-        except OSError:
-            return False  # no ref yet: pointing it switches nothing anyone uses
-        if served == action.commit:
-            return False
         now = self.clock()
         return any(leases.is_live(lease, now) for lease in self.store.leases(action.model))
 
@@ -130,6 +130,7 @@ class CacheWorkspace:
                 limiter=self.limiter,
                 progress=self.progress.file(action.model, f.path) if self.progress else None,
                 stop=self.stop.for_model(action.model) if self.stop else None,
+                offline=self.offline,
             )
         except hub.HubError as e:
             corrupt = e.reason in (Reason.CHECKSUM_MISMATCH, Reason.SIZE_MISMATCH)
@@ -182,17 +183,28 @@ class CacheWorkspace:
         )
         return FileOutcome(f.path, ok=True, transferred=fetched.transferred)
 
-    def _verify_one(self, action: Action, f: FileWork) -> FileOutcome:
+    def _verify_one(
+        self, action: Action, f: FileWork, known: Mapping[str, Verification]
+    ) -> FileOutcome:
         if self.stop is not None:
-            self.stop.for_model(action.model).check()  # between files: hashing is not undone
+            self.stop.for_model(action.model).check()  # between files: no file is opened
         try:
             snapshot = cachefs.snapshot_path(self.cache_dir, action.repo, action.commit, f.path)
         except cachefs.UnsafePathError as e:
             return FileOutcome(f.path, ok=False, reason=Reason.UNSAFE_PATH, detail=str(e))
-        return self._check(action, f, snapshot)
+        return self._check(action, f, snapshot, known)
 
-    def _check(self, action: Action, f: FileWork, snapshot: Path) -> FileOutcome:
-        found = inspect(self.store, action.repo, f, snapshot, self.clock)
+    def _check(
+        self,
+        action: Action,
+        f: FileWork,
+        snapshot: Path,
+        known: Mapping[str, Verification] | None = None,
+    ) -> FileOutcome:
+        # A stop mid-hash raises Cancelled out of inspect, before the verdict: the file is
+        # neither recorded nor quarantined, and the next pass verifies it again.
+        stop = self.stop.for_model(action.model).requested if self.stop is not None else None
+        found = inspect(self.store, action.repo, f, snapshot, self.clock, stop=stop, known=known)
         if found.ok:
             return FileOutcome(f.path, ok=True)
         if found.reason is not Reason.DOWNLOAD_FAILED:
@@ -246,9 +258,9 @@ class CacheWorkspace:
         )
 
 
-def _names(ref: Path, commit: str) -> bool:
-    """Whether ``ref`` already names ``commit``."""
+def _read_ref(ref: Path) -> str | None:
+    """The commit ``ref`` names, or None when there is no ref (yet) to read."""
     try:
-        return ref.read_text().strip() == commit
+        return ref.read_text().strip()
     except OSError:
-        return False
+        return None

@@ -315,7 +315,10 @@ class _Planner:
     # ----------------------------------------------------------------- the rules
 
     def run(self, budget: Budget | None) -> Cleanup:
-        on_disk = self._managed_bytes()
+        # What the cache holds as observed, read from the ledger before any deletion below
+        # unlinks entries from it: one ledger per plan serves both.
+        mine = self._mine()
+        on_disk, unmanaged = self._managed_bytes(mine), self._unmanaged(mine)
         covered = self._finish_interrupted()
         self._unneeded(covered)
         candidates, blocked = self._candidates()
@@ -347,7 +350,7 @@ class _Planner:
         return Cleanup(
             deletions=tuple(self.deletions),
             withheld=tuple(self.withheld),
-            unmanaged=self._unmanaged(),
+            unmanaged=unmanaged,
             fit=fit,
             errors=tuple(errors),
             warnings=tuple(warnings),
@@ -646,38 +649,36 @@ class _Planner:
 
     # ----------------------------------------------------------------- reporting
 
-    def _managed_bytes(self) -> int:
-        """What modelsync keeps on disk now: owned or needed entries (each blob once), and
-        the blobs an interrupted deletion has yet to remove."""
-        blobs = {
+    def _mine(self) -> set[tuple[str, str]]:
+        """The blobs of entries modelsync owns or needs (each blob once)."""
+        return {
             b
             for key in self.ledger.present
             if (key in self.owned or self._is_needed(key)) and (b := self.ledger.blob_of(key))
         }
+
+    def _managed_bytes(self, mine: set[tuple[str, str]]) -> int:
+        """What modelsync keeps on disk now: ``mine``, and the blobs an interrupted deletion
+        has yet to remove."""
+        blobs = set(mine)
         for record in self.observed.pending_deletions:
             blobs |= {(record.repo, f.etag) for f in record.files if f.etag}
         return self.ledger.bytes_of(blobs)
 
-    def _unmanaged(self) -> tuple[Unmanaged, ...]:
-        """Entries nobody in the manifests needs and modelsync never owned: other tools'."""
-        ledger = _Ledger(self.observed)  # as observed, before this plan's deletions
-        mine = {
-            b
-            for key in ledger.present
-            if (key in self.owned or self._is_needed(key))
-            if (b := ledger.blob_of(key))
-        }
+    def _unmanaged(self, mine: set[tuple[str, str]]) -> tuple[Unmanaged, ...]:
+        """Entries nobody in the manifests needs and modelsync never owned: other tools'.
+        A blob one of ``mine`` links too is not counted as theirs."""
         theirs: dict[str, set[tuple[str, str]]] = defaultdict(set)
         commits: dict[str, set[str]] = defaultdict(set)
-        for key in ledger.present:
+        for key in self.ledger.present:
             if key in self.owned or self._is_needed(key):
                 continue
-            blob = ledger.blob_of(key)
+            blob = self.ledger.blob_of(key)
             if blob is not None and blob not in mine:
                 theirs[key[0]].add(blob)
             commits[key[0]].add(key[1])
         return tuple(
-            Unmanaged(repo=repo, bytes=ledger.bytes_of(theirs[repo]), commits=tuple(sorted(c)))
+            Unmanaged(repo=repo, bytes=self.ledger.bytes_of(theirs[repo]), commits=tuple(sorted(c)))
             for repo, c in sorted(commits.items())
         )
 

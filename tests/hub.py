@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import struct
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -64,7 +65,26 @@ class LocalHub:
             if fnmatch.fnmatchcase(r.path, path_glob) and method in (None, r.method)
         ]
 
+    def wait_for_requests(
+        self, path_glob: str, method: str | None = None, *, count: int = 1, deadline: float = 60.0
+    ) -> list[RequestRecord]:
+        """Poll until at least ``count`` matching requests are logged, and return them.
+
+        A request is logged when its handler finishes, which for a held or dropped transfer
+        is some time after the client gave up on it; ``requests`` waits for that only
+        briefly, so wait for the very record before ``clear_requests()``, or it may land
+        after the clear and be counted with the requests that follow.
+        """
+        end = time.monotonic() + deadline
+        while len(found := self.requests_for(path_glob, method)) < count:
+            what = f"{method} {path_glob}" if method else path_glob
+            assert time.monotonic() < end, f"gave up waiting for {count} x {what} in the log"
+            time.sleep(0.02)
+        return found
+
     def clear_requests(self) -> None:
+        # A client holds a whole response a moment before the server's handler logs it;
+        # the server waits for such records before clearing, so none lands after the clear.
         self.server.clear_requests()
 
     # Publishing: thin wrappers so tests need no cache_dir argument.

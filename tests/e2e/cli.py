@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,18 @@ def reconcile(
         cwd=REPO_ROOT,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def wait_until(condition: Callable[[], Any], what: str, deadline: float = 30.0) -> Any:
+    """Poll ``condition`` until it returns something true, and return that; fail the test
+    with ``what`` once ``deadline`` seconds have passed."""
+    end = time.monotonic() + deadline
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < end, f"gave up waiting for {what}"
+        time.sleep(0.05)
 
 
 def _command(*args: str) -> list[str]:

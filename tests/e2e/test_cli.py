@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
-from cli import Workdir
+from cli import REPO_ROOT, Workdir, reconcile, wait_until
 from hub import LocalHub, safetensors_bytes
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
@@ -275,6 +279,33 @@ def test_hub_down_after_apply_plans_from_memory(work: Workdir, hub: LocalHub) ->
     assert "planned against its last answer" in run.out
 
 
+def test_offline_apply_sends_no_request_and_says_what_it_could_not_fetch(
+    work: Workdir, hub: LocalHub
+) -> None:
+    assert work.reconcile("--apply").code == 0
+    weights = blob_of(work.cache, "org/tiny", "model.safetensors")
+    config = Path(
+        hf_hub_download("org/tiny", "config.json", cache_dir=work.cache, local_files_only=True)
+    )
+    weights.unlink()  # its bytes are gone: only the hub has them
+    config.unlink()  # only the link is gone: its blob is still cached
+    hub.clear_requests()
+
+    offline = work.reconcile("--apply", "--offline")
+
+    assert offline.code == 1, offline.out + offline.err
+    assert hub.requests == []
+    assert config.read_bytes() == CONFIG  # relinked from the cached blob
+    assert not weights.exists()
+    tiny = work.model_status("tiny")
+    assert tiny["phase"] != "AVAILABLE"
+    assert "offline: org/tiny@" in tiny["message"] and "model.safetensors" in tiny["message"]
+
+    assert work.reconcile("--apply").code == 0
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == weights.name
+    assert work.model_status("tiny")["phase"] == "AVAILABLE"
+
+
 def test_verify_trusts_unchanged_files_and_finds_damage(work: Workdir, hub: LocalHub) -> None:
     assert work.reconcile("--apply").code == 0
     quick = work.reconcile("verify", "--json").json()
@@ -300,3 +331,102 @@ def test_verify_trusts_unchanged_files_and_finds_damage(work: Workdir, hub: Loca
     assert blob_of(work.cache, "org/tiny", "text_encoder/model.safetensors").read_bytes() == SHARD
     assert work.model_status("tiny")["phase"] == "AVAILABLE"
     assert list((work.cache / "models--org--tiny" / ".quarantine").iterdir())
+
+
+# --------------------------------------------------------------------------- usage
+
+# Options a mode or command would accept and then not use: each is refused before any work,
+# with one line that says what it goes with.  (-f is added after each, as a user would.)
+REFUSED = [
+    (
+        ["--apply", "--detailed-exitcode"],
+        "--detailed-exitcode only applies to --plan; "
+        "an apply exits 0 when it converged and 1 when it did not",
+    ),
+    (["--watch", "--detailed-exitcode"], "--detailed-exitcode only applies to --plan; "),
+    (
+        ["--watch", "--json"],
+        "--json only applies to --plan and --apply; for JSON logs, use --log-format json",
+    ),
+    (
+        ["--watch", "--budget-bytes", "1000"],
+        "--budget-bytes only applies to --plan and --apply; "
+        "a controller keeps to the manifest's retention.max_storage_usage_percent",
+    ),
+    (["--watch", "--state", "node.yaml"], "--state only applies to --plan"),
+    (["--apply", "--state", "node.yaml"], "--state only applies to --plan"),
+    (["--plan", "--port", "0"], "--port only applies to --watch"),
+    (["--offline"], "--offline only applies to --plan, --apply and --watch"),
+    (["--plan", "validate"], "--plan does not apply to `reconcile validate`"),
+    (
+        ["--offline", "--locked", "verify"],
+        "--offline and --locked do not apply to `reconcile verify`",
+    ),
+    (["--json", "lock"], "--json does not apply to `reconcile lock`"),
+    (["--budget-bytes", "1", "status"], "--budget-bytes does not apply to `reconcile status`"),
+    (["status", "--status-file", "node.yaml"], "status: give -f or --status-file, not both"),
+    (["request", "tiny", "--timeout", "5"], "request: --timeout only applies to --wait"),
+    (["validate", "--", "true"], "only `lease` runs a command given after --"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
+def test_an_option_that_would_be_ignored_is_refused(
+    work: Workdir, hub: LocalHub, args: list[str], message: str
+) -> None:
+    hub.clear_requests()
+    # A short timeout: a --watch that was not refused would run until killed.
+    run = reconcile(*args, "-f", str(work.manifests), endpoint=work.endpoint, timeout=20)
+    assert run.code == 1 and run.out == "", run.out + run.err
+    (line,) = run.err.splitlines()  # one line, no usage dump, no traceback
+    assert line.startswith(f"reconcile: {message}"), line
+    assert not work.cache.exists() and not work.state.exists()
+    assert hub.requests == []
+
+
+def test_a_command_without_manifests_refuses_top_level_options(work: Workdir) -> None:
+    run = reconcile("--port", "0", "schema", endpoint=work.endpoint, timeout=20)
+    assert (run.code, run.out) == (1, "")
+    assert run.err == "reconcile: --port does not apply to `reconcile schema`\n"
+
+
+def test_options_before_a_command_mean_what_they_mean_after_it(work: Workdir) -> None:
+    # The repository's own manifests/ (the default, and the tests' working directory) hold
+    # other models: this must validate the work directory's one.
+    run = reconcile("-f", str(work.manifests), "validate", endpoint=work.endpoint)
+    assert (run.code, run.out) == (0, "1 manifest file(s), 1 model(s): valid.\n"), run.err
+    assert work.reconcile("--apply").code == 0
+    shown = reconcile("--json", "status", "-f", str(work.manifests), endpoint=work.endpoint)
+    assert shown.code == 0, shown.err
+    assert shown.json()["models"][0]["phase"] == "AVAILABLE"
+
+
+def test_serve_takes_host_and_port_before_its_name_and_logs_requests_with_v(
+    tmp_path: Path, work: Workdir, hub: LocalHub
+) -> None:
+    log = tmp_path / "serve.log"
+    args = ["-v", "--host", "127.0.0.1", "--port", "0", "serve", str(hub.cache_dir)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", *args],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        found = wait_until(
+            lambda: (
+                proc.poll() is None
+                and re.search(r" at (http://127\.0\.0\.1:\d+)$", log.read_text(), re.M)
+            ),
+            "serve to announce its address",
+        )
+        with urllib.request.urlopen(f"{found.group(1)}/api/models/org/tiny", timeout=10) as r:
+            assert r.status == 200
+        wait_until(
+            lambda: '"GET /api/models/org/tiny" 200' in log.read_text(),
+            "-v to log the request",
+        )
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0, log.read_text()

@@ -185,8 +185,8 @@ def test_locked_with_a_stale_lock_exits_1_naming_the_model(work: Workdir) -> Non
     ok(work.reconcile("lock"))
     work.write_manifest([{**TINY, "include": ["*.safetensors"]}, OTHER])
 
-    for mode in ("--plan", "--apply"):
-        run = ok(work.reconcile(mode, "--locked", "--detailed-exitcode"), 1)
+    for mode in (("--plan", "--detailed-exitcode"), ("--apply",)):
+        run = ok(work.reconcile(*mode, "--locked"), 1)
         assert (
             "tiny: the lock is stale: include is ['*.safetensors'] in the manifest, "
             "['*.json', '*.safetensors'] in the lock"

@@ -89,7 +89,7 @@ def test_kill_mid_file_resumes_where_the_bytes_on_disk_end(
     incomplete = scan_cache_dir(work.cache).incomplete_files  # hf's own tools see the partial
     assert [p.file_path.name for p in incomplete] == [partial.name]
 
-    assert hub.requests  # waits for the released handler to log the killed GET
+    hub.wait_for_requests("*/model.safetensors", "GET")  # the killed GET, once released
     hub.clear_requests()
     run = work.reconcile("--apply")
 

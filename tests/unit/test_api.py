@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,7 @@ import yaml
 from controller.api import Api
 from controller.client import ModelAvailability
 from controller.state import StateStore
-
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+from tests.unit.factories import NOW
 
 
 @pytest.fixture

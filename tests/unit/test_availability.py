@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from datetime import datetime, timezone
 
 import pytest
 
@@ -28,9 +27,8 @@ from controller.domain import (
     Verification,
 )
 from controller.status import Failure
+from tests.unit.factories import C1, NOW, desired
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
-C1 = "1" * 40
 MB = 1_000_000
 
 
@@ -41,17 +39,6 @@ def files(repo: str, size: int) -> tuple[RemoteFile, ...]:
 
 def model(name: str, **kw: object) -> DesiredModel:
     return DesiredModel(name=name, repo=f"org/{name}", **kw)  # type: ignore[arg-type]
-
-
-def desired(*models: DesiredModel) -> DesiredState:
-    return DesiredState(
-        models=models,
-        cache_dir="/cache",
-        state_dir="/state",
-        endpoint="http://hub",
-        generation="g1",
-        status_file="/state/status.yaml",
-    )
 
 
 def world(

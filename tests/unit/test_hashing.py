@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from controller import hashing
+from controller.cancel import Cancelled
 from controller.hashing import (
     CHUNK_SIZE,
     BlobHasher,
@@ -21,6 +23,7 @@ from controller.hashing import (
     HashSizeError,
     check_blob,
     digest_for_etag,
+    feed_from,
     git_blob_sha1_file,
     sha256_file,
 )
@@ -189,3 +192,67 @@ def test_files_hash_correctly_in_parallel_threads(tmp_path: Path) -> None:
         digests = list(pool.map(sha256_file, paths))
 
     assert digests == [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+
+
+# --------------------------------------------------------------------------- stopping
+
+LARGE = 6 * CHUNK_SIZE + 4321  # seven reads: a stop after the first leaves most of it unread
+
+
+@pytest.fixture
+def large_file(tmp_path: Path) -> tuple[Path, bytes]:
+    data = _content(LARGE, seed=3)
+    path = tmp_path / "shard.safetensors"
+    path.write_bytes(data)
+    return path, data
+
+
+def test_a_stop_after_the_first_chunk_ends_the_hash_there(large_file: tuple[Path, bytes]) -> None:
+    path, _ = large_file
+    hasher = BlobHasher(HashKind.SHA256)
+    with open(path, "rb", buffering=0) as f:
+        fd = f.fileno()
+
+        def read_one_chunk() -> bool:
+            # The stop is requested as soon as the file has been read past its first chunk.
+            return os.lseek(fd, 0, os.SEEK_CUR) >= CHUNK_SIZE
+
+        with pytest.raises(Cancelled):
+            feed_from(fd, hasher, stop=read_one_chunk)
+        position = os.lseek(fd, 0, os.SEEK_CUR)
+
+    assert position == CHUNK_SIZE  # nothing was read after the stop
+    assert hasher.bytes_seen == CHUNK_SIZE < LARGE
+
+
+@pytest.mark.parametrize("kind", list(HashKind))
+def test_a_stopped_hash_gives_no_verdict(large_file: tuple[Path, bytes], kind: HashKind) -> None:
+    path, data = large_file
+    reference = BlobHasher(kind, len(data))
+    reference.update(data)
+    etag = reference.hexdigest()
+    stopped = threading.Event()
+    asked: list[bool] = []
+
+    def stop_after_first_chunk() -> bool:
+        asked.append(stopped.is_set())
+        if len(asked) == 2:  # asked before each read: the second ask follows the first chunk
+            stopped.set()
+        return stopped.is_set()
+
+    with pytest.raises(Cancelled):
+        check_blob(path, etag, stop=stop_after_first_chunk)
+
+    assert asked == [False, False]  # no read was started once the stop was set
+    # A stop that is never set changes nothing: the same file still matches its etag.
+    assert check_blob(path, etag, stop=lambda: False) == (True, etag)
+
+
+def test_feeding_stops_at_the_limit(large_file: tuple[Path, bytes]) -> None:
+    path, data = large_file
+    limit = CHUNK_SIZE + 17  # not a multiple of the buffer: the last read is a short one
+    hasher = BlobHasher(HashKind.SHA256)
+    with open(path, "rb", buffering=0) as f:
+        assert feed_from(f.fileno(), hasher, limit=limit) == limit
+        assert os.lseek(f.fileno(), 0, os.SEEK_CUR) == limit  # positioned right after
+    assert hasher.hexdigest() == hashlib.sha256(data[:limit]).hexdigest()

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,9 +17,8 @@ from controller.api import Api
 from controller.client import ModelAvailability
 from controller.domain import FileWork, Lease, Reason
 from controller.state import BeingEvictedError, DownloadOutcome, InUseError, StateStore
+from tests.unit.factories import C1, NOW
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
-C1 = "1" * 40
 FILES = (FileWork("config.json", 10, "c" * 40),)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from controller.domain import (
     CachedFile,
     CachedRepo,
     DesiredModel,
-    DesiredState,
     Disk,
     Observation,
     Plan,
@@ -42,30 +40,14 @@ from controller.lockfile import (
 )
 from controller.nodestate import ReportedModel, ReportedState, observation_from_status
 from controller.plan import plan
+from tests.unit.factories import C1, C2, CONFIG, NOW, README, WEIGHTS, desired
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
-C1 = "1" * 40
-C2 = "2" * 40
-WEIGHTS = RemoteFile("model.safetensors", 1000, "b" * 40, sha256="a" * 64)
-CONFIG = RemoteFile("config.json", 10, "c" * 40)
-README = RemoteFile("README.md", 5, "d" * 40)
 SELECTED = ("*.json", "*.safetensors")
 
 
 def model(name: str = "m", **kw: object) -> DesiredModel:
     fields: dict[str, object] = {"repo": "org/m", "include": SELECTED, **kw}
     return DesiredModel(name=name, **fields)  # type: ignore[arg-type]
-
-
-def desired(*models: DesiredModel) -> DesiredState:
-    return DesiredState(
-        models=models,
-        cache_dir="/cache",
-        state_dir="/state",
-        endpoint="http://hub",
-        generation="g1",
-        status_file="/state/status.yaml",
-    )
 
 
 def hub_answer(commit: str = C1) -> RemoteRevision:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
 
 import pytest
 
@@ -12,7 +11,6 @@ from controller.domain import (
     CachedFile,
     CachedRepo,
     DesiredModel,
-    DesiredState,
     Disk,
     Observation,
     PartialFile,
@@ -27,25 +25,9 @@ from controller.domain import (
     Verification,
 )
 from controller.plan import QueueEntry, effective_priority, plan, queue
+from tests.unit.factories import C1, C2, CONFIG, NOW, README, WEIGHTS, desired
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
-C1 = "1" * 40
-C2 = "2" * 40
-WEIGHTS = RemoteFile("model.safetensors", 1000, "b" * 40, sha256="a" * 64)
-CONFIG = RemoteFile("config.json", 10, "c" * 40)
-README = RemoteFile("README.md", 5, "d" * 40)
 FILES = (CONFIG, README, WEIGHTS)
-
-
-def desired(*models: DesiredModel) -> DesiredState:
-    return DesiredState(
-        models=models,
-        cache_dir="/cache",
-        state_dir="/state",
-        endpoint="http://hub",
-        generation="g1",
-        status_file="/state/status.yaml",
-    )
 
 
 def model(name: str = "m", repo: str = "org/m", **kw: object) -> DesiredModel:

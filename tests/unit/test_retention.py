@@ -8,7 +8,7 @@ model's refs/main was written (moved) 60 days ago unless it says otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -40,8 +40,8 @@ from controller.domain import (
 )
 from controller.plan import plan
 from reconcilers.retention import OLD_REVISION_GRACE
+from tests.unit.factories import NOW
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 LONG_AGO = NOW - timedelta(days=60)
 C1, C2 = "1" * 40, "2" * 40
 CONFIG = RemoteFile("config.json", 10, "c" * 40)

@@ -22,6 +22,7 @@ from hub import LocalHub
 from huggingface_hub import hf_hub_download, scan_cache_dir
 
 from controller import seed
+from controller.cancel import Cancelled, StopSignal
 from controller.domain import Reason
 from controller.hub import HubError
 from controller.transfer import (
@@ -185,6 +186,39 @@ def test_damaged_prefix_is_fetched_again_once(hub: LocalHub, hf_cache: Path, com
 
     assert [r for _, r, _ in gets(hub)] == [f"bytes={3 * MIB}-", None]
     assert result.blob.read_bytes() == WEIGHTS
+
+
+def test_a_stop_before_the_prefix_is_hashed_keeps_the_partial_for_later(
+    hub: LocalHub, hf_cache: Path, commit: str
+) -> None:
+    kept = 2 * MIB + 777
+    partial = write_partial(hf_cache, SHA, WEIGHTS[:kept], SHA, len(WEIGHTS))
+    signal = StopSignal()
+    raised: list[Exception] = []
+
+    def fetch_until_stopped() -> None:
+        try:
+            fetch(ref_for(commit), cache_dir=hf_cache, endpoint=hub.url, retry=FAST,
+                  stop=signal.for_model("m"))
+        except Exception as e:
+            raised.append(e)
+
+    lock = FileLock(hf_cache / ".locks" / "models--org--model" / f"{SHA}.lock", mode=0o664)
+    (hf_cache / ".locks" / "models--org--model").mkdir(parents=True)
+    with lock:  # the prefix is hashed under this lock: only after the stop below
+        worker = threading.Thread(target=fetch_until_stopped, daemon=True)
+        worker.start()
+        wait_for(lambda: hub.requests_for("*/model.safetensors", "HEAD"))
+        signal.stop_all()
+    worker.join(timeout=30)
+
+    assert not worker.is_alive()
+    assert [type(e) for e in raised] == [Cancelled]
+    assert gets(hub) == []  # stopped while hashing the prefix: no byte was asked for
+    assert partial.read_bytes() == WEIGHTS[:kept]
+    assert not (blobs(hf_cache) / SHA).exists()
+    result = do_fetch(hub, hf_cache, ref_for(commit))  # the next attempt resumes it
+    assert result.resumed_from == kept and result.digest == SHA
 
 
 def test_dropped_connection_resumes_from_the_bytes_on_disk(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,8 +20,8 @@ from controller.manifest import ManifestError, load_manifests, parse_duration
 from controller.server import InsecureBind, check_bind, is_loopback
 from controller.status import Failure
 from controller.watch import Trigger, TriggerQueue
+from tests.unit.factories import NOW
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 BROKEN = Failure(reason=Reason.DOWNLOAD_FAILED, message="HTTP 503")
 
 
