@@ -15,6 +15,9 @@ from typing import Any
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# How long a test waits for something that should happen: generous, since a wait ends as
+# soon as its condition holds and only a failing test waits this long on a loaded machine.
+DEADLINE_S = 60.0
 
 
 @dataclass
@@ -118,7 +121,7 @@ def reconcile(
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
-def wait_until(condition: Callable[[], Any], what: str, deadline: float = 30.0) -> Any:
+def wait_until(condition: Callable[[], Any], what: str, deadline: float = DEADLINE_S) -> Any:
     """Poll ``condition`` until it returns something true, and return that; fail the test
     with ``what`` once ``deadline`` seconds have passed."""
     end = time.monotonic() + deadline

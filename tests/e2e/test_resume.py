@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli import Workdir
+from cli import DEADLINE_S, Workdir
 from hub import LocalHub
 from huggingface_hub import hf_hub_download, scan_cache_dir
 
@@ -28,7 +28,6 @@ BIG_SIZE = 64 * MIB
 CONFIG = b'{"model_type": "big"}\n'
 SMALL = b"\x07" * 300_000
 TOKEN = "hf_" + "Jm4Rt8WcQ2xYv6LpN9bKd3Hs7Fg5ZaE1uT"
-DEADLINE_S = 60.0
 
 
 @pytest.fixture(scope="module")

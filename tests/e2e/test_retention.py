@@ -11,14 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli import REPO_ROOT, Run, Workdir
+from cli import DEADLINE_S, REPO_ROOT, Run, Workdir, wait_until
 from hub import LocalHub
 from huggingface_hub import hf_hub_download, scan_cache_dir, snapshot_download
 
@@ -27,7 +25,6 @@ from controller.deletion import HOLD_ENV
 from controller.state import StateStore
 from reconcilers.retention import OLD_REVISION_GRACE
 
-DEADLINE_S = 60.0
 CONFIG = b'{"model_type": "tiny"}'
 
 
@@ -56,14 +53,6 @@ def work(tmp_path: Path, hub: LocalHub) -> Workdir:
 def ok(run: Run, code: int = 0) -> Run:
     assert run.code == code, run.out + run.err
     return run
-
-
-def wait_until(condition: Callable[[], Any], what: str) -> Any:
-    end = time.monotonic() + DEADLINE_S
-    while not (value := condition()):
-        assert time.monotonic() < end, f"gave up waiting for {what}"
-        time.sleep(0.02)
-    return value
 
 
 def repo_dir(work: Workdir, name: str) -> Path:

@@ -17,13 +17,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli import Workdir
+from cli import DEADLINE_S, Workdir, wait_until
 from hub import LocalHub
 from huggingface_hub import hf_hub_download
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,7 +34,6 @@ from controller.service import STOP_GRACE_SECONDS
 from controller.transfer import CHUNK_SIZE, DEFAULT_RETRY
 
 MIB = 1024 * 1024
-DEADLINE_S = 30.0
 CONFIG = b'{"model_type": "watched"}\n'
 QUIET = {
     "port": 0,
@@ -42,16 +41,6 @@ QUIET = {
     "update_check_interval": None,
     "health_check_interval": None,
 }
-
-
-def wait_until(condition: Callable[[], Any], what: str, deadline: float = DEADLINE_S) -> Any:
-    end = time.monotonic() + deadline
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < end, f"gave up waiting for {what}"
-        time.sleep(0.05)
 
 
 def status_of(work: Workdir, model: str) -> dict[str, Any]:
