@@ -40,12 +40,9 @@ from controller.domain import (
 )
 from controller.plan import plan
 from reconcilers.retention import OLD_REVISION_GRACE
-from tests.unit.factories import NOW
+from tests.unit.factories import C1, C2, CONFIG, NOW, WEIGHTS
 
 LONG_AGO = NOW - timedelta(days=60)
-C1, C2 = "1" * 40, "2" * 40
-CONFIG = RemoteFile("config.json", 10, "c" * 40)
-WEIGHTS = RemoteFile("model.safetensors", 1000, "b" * 40, sha256="a" * 64)
 FILES = (CONFIG, WEIGHTS)
 SIZE = CONFIG.size + WEIGHTS.size  # 1010: one model's bytes
 NEW_WEIGHTS = RemoteFile("model.safetensors", 2000, "e" * 40, sha256="f" * 64)
