@@ -99,13 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "to it, and a plan that cannot fit fails (default: "
         "retention.max_storage_usage_percent of the cache disk)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each step to stderr")
-    parser.add_argument(
-        "--log-format",
-        choices=[f.value for f in LogFormat],
-        default=LogFormat.TEXT.value,
-        help="text (default) or json: one JSON object per line, for log collectors",
-    )
+    _logging_args(parser, command=False)
     parser.add_argument(
         "--host", help="with --watch: the API's address (default: spec.controller.host)"
     )
@@ -215,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=argparse.SUPPRESS, help=f"the port (default: {SERVE_PORT})"
     )
     _shares(serve, "host", "port")
+    for command in sub.choices.values():
+        _logging_args(command)
     return parser
 
 
@@ -262,6 +258,24 @@ def _output_args(p: argparse.ArgumentParser, *, command: bool = True) -> None:
     )
     if command:
         _shares(p, "json")
+
+
+def _logging_args(p: argparse.ArgumentParser, *, command: bool = True) -> None:
+    # Every mode and command logs: these options are taken before a command's name and after
+    # it (a command's own default would overwrite the value given before it, hence SUPPRESS).
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS if command else False,
+        help="log each step to stderr",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=[f.value for f in LogFormat],
+        default=argparse.SUPPRESS if command else LogFormat.TEXT.value,
+        help="text (default) or json: one JSON object per line, for log collectors",
+    )
 
 
 def _shares(p: argparse.ArgumentParser, *dests: str) -> None:
@@ -368,6 +382,8 @@ def _mode_problem(args: argparse.Namespace) -> str | None:
         if mode not in modes and _given(args, dest):
             line = f"{_TOP_LEVEL[dest]} only applies to {_listed([f'--{m}' for m in modes])}"
             return f"{line}; {instead}" if instead else line
+    if args.offline and args.state is not None:
+        return "--offline does not apply with --state: a plan from a status file asks no hub"
     return None
 
 
@@ -386,7 +402,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.schema()
     if args.command == "serve":
         port = SERVE_PORT if args.port is None else args.port
-        return commands.serve(args.directory, args.host or SERVE_HOST, port, verbose=args.verbose)
+        host = SERVE_HOST if args.host is None else args.host
+        return commands.serve(args.directory, host, port, verbose=args.verbose)
     if args.command == "validate":
         return commands.validate(args.path)
     if args.command == "verify":

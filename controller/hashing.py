@@ -111,14 +111,17 @@ def feed_from(
     each chunk; once it says so, :class:`~controller.cancel.Cancelled` is raised and
     ``hasher`` has seen only a prefix, so its digest must not be trusted.
     """
-    buffer = memoryview(bytearray(CHUNK_SIZE))  # one buffer, reused for every read
-    whole = [buffer]  # readv's list, built once: a full-chunk read allocates nothing
+    # One buffer, reused for every read, and no larger than what there is to read: a cache
+    # of many small files would otherwise zero-fill a whole chunk per file.
+    size = max(1, min(CHUNK_SIZE, os.fstat(fd).st_size if limit is None else limit))
+    buffer = memoryview(bytearray(size))
+    whole = [buffer]  # readv's list, built once: a full-buffer read allocates nothing
     fed = 0
     while limit is None or fed < limit:
         if stop is not None and stop():
             raise Cancelled(f"hashing stopped after {fed} bytes")
-        left = CHUNK_SIZE if limit is None else limit - fed
-        n = os.readv(fd, whole if left >= CHUNK_SIZE else [buffer[:left]])
+        left = size if limit is None else limit - fed
+        n = os.readv(fd, whole if left >= size else [buffer[:left]])
         if n == 0:
             break
         hasher.update(buffer[:n])

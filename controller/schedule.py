@@ -49,7 +49,11 @@ class Schedule:
         s = loaded.settings
         jobs: dict[str, tuple[float | None, Callable[[], None]]] = {
             "resync": (s.seconds(s.resync_interval), self._ask(Trigger.RESYNC)),
-            "update-check": (s.seconds(s.update_check_interval), self._ask(Trigger.UPDATE_CHECK)),
+            # An offline controller never asks the hub: an update check would check nothing.
+            "update-check": (
+                None if self.controller.offline else s.seconds(s.update_check_interval),
+                self._ask(Trigger.UPDATE_CHECK),
+            ),
             "health-check": (s.seconds(s.health_check_interval), self._ask(Trigger.HEALTH_CHECK)),
             "usage-prune": (USAGE_PRUNE_SECONDS, self._prune_usage),
         }

@@ -646,8 +646,11 @@ class _Context:
             self.records_changed.wait_for(lambda: self.in_flight == 0, timeout)
             return list(self.records)
 
-    def clear_records(self) -> None:
+    def clear_records(self, timeout: float) -> None:
+        """Forget the log, once no request is mid-way through its handler (waiting at most
+        ``timeout``): one logged after the clear would pass for one that followed it."""
         with self.records_changed:
+            self.records_changed.wait_for(lambda: self.in_flight == 0, timeout)
             self.records.clear()
 
 
@@ -1168,10 +1171,8 @@ class HubServer:
         return self._context.settled_records(timeout=SETTLE_TIMEOUT)
 
     def clear_requests(self) -> None:
-        """Forget the requests served so far.  Ones still finishing are waited for first
-        (briefly): logged after the clear, they would pass for requests that followed it."""
-        self._context.settled_records(timeout=SETTLE_TIMEOUT)
-        self._context.clear_records()
+        """Forget the requests served so far (ones still finishing are waited for first)."""
+        self._context.clear_records(timeout=SETTLE_TIMEOUT)
 
     @property
     def tree_page_size(self) -> int:

@@ -112,8 +112,8 @@ def _serve(
     )
     schedule = Schedule(controller)
     # The loop, its clocks and the watcher run before the API answers and before the address
-    # is published: a probe or an edit that arrives at once then finds a live controller
-    # (/healthz would say "loop stopped", and an edit before the watcher could go unseen).
+    # is published: a probe that arrives at once then finds a live controller, where
+    # /healthz would otherwise say "loop stopped".
     controller.start()
     schedule.start()
     watcher.start()

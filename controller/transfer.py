@@ -228,7 +228,7 @@ def fetch(
             raise HubError(
                 Reason.HUB_UNREACHABLE,
                 f"offline: {ref.repo}@{ref.commit[:12]}:{ref.path} is not in the cache; "
-                "an apply without --offline fetches it",
+                "it is fetched once modelsync runs without --offline",
                 transient=True,
             )
         job = _Job(ref, cache_dir, endpoint, token, retry, timeouts, limiter, progress, stop)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Collection, Iterable
+import threading
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,7 @@ from pathlib import Path
 from controller import cachefs
 from controller.assess import Assessment
 from controller.cancel import Cancelled
-from controller.domain import DesiredState, FileWork, HealthCheck
+from controller.domain import DesiredState, FileWork, HealthCheck, Verification
 from controller.inspection import inspect
 from controller.observe import observe
 from controller.plan import assess_all
@@ -40,6 +41,10 @@ class Check:
 class _Job:
     assessment: Assessment
     file: FileWork
+
+    @property
+    def repo(self) -> str:
+        return self.assessment.model.repo
 
 
 def verify_declared(
@@ -126,21 +131,33 @@ def verify(
     total = sum(j.file.size for j in jobs)
     done = 0
     checks: list[Check] = []
+    # One query per repo for the records that let an unchanged file go unread.
+    known = {} if full else {r: store.verifications_for(r) for r in {j.repo for j in jobs}}
+    # Set when this thread is interrupted (Ctrl-C): leaving the pool waits for its workers,
+    # which must then stop within a chunk rather than hash every queued file first.
+    abandoned = threading.Event()
+
+    def stopped() -> bool:
+        return abandoned.is_set() or (stop is not None and stop())
 
     def unless_stopped(job: _Job) -> tuple[Check, int]:
-        if stop is not None and stop():
+        if stopped():
             raise Cancelled("verification stopped")
-        return _check(job, cache_dir, store, clock, full, stop)
+        return _check(job, cache_dir, store, clock, full, stopped, known.get(job.repo))
 
     # hashlib releases the GIL on large buffers, so one thread per core hashes in parallel.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         futures = [pool.submit(unless_stopped, j) for j in jobs]
-        for future in as_completed(futures):
-            check, size = future.result()
-            checks.append(check)
-            done += size
-            if progress:
-                progress(done, total)
+        try:
+            for future in as_completed(futures):
+                check, size = future.result()
+                checks.append(check)
+                done += size
+                if progress:
+                    progress(done, total)
+        except BaseException:
+            abandoned.set()
+            raise
     return sorted(checks, key=lambda c: (c.model, c.path))
 
 
@@ -150,12 +167,15 @@ def _check(
     store: StateStore,
     clock: Callable[[], datetime],
     full: bool,
-    stop: Callable[[], bool] | None,
+    stop: Callable[[], bool],
+    known: Mapping[str, Verification] | None,
 ) -> tuple[Check, int]:
     a, f = job.assessment, job.file
     assert a.commit is not None
     snapshot = cachefs.snapshot_path(cache_dir, a.model.repo, a.commit, f.path)
-    found = inspect(store, a.model.repo, f, snapshot, clock, trust_unchanged=not full, stop=stop)
+    found = inspect(
+        store, a.model.repo, f, snapshot, clock, trust_unchanged=not full, stop=stop, known=known
+    )
     return Check(a.model.name, f.path, found.ok, found.hashed, found.detail), f.size
 
 

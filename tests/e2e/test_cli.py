@@ -341,6 +341,10 @@ def test_verify_trusts_unchanged_files_and_finds_damage(work: Workdir, hub: Loca
 # with one line that says what it goes with.  (-f is added after each, as a user would.)
 REFUSED = [
     (
+        ["--plan", "--offline", "--state", "node.status.yaml"],
+        "--offline does not apply with --state",
+    ),
+    (
         ["--apply", "--detailed-exitcode"],
         "--detailed-exitcode only applies to --plan; "
         "an apply exits 0 when it converged and 1 when it did not",
@@ -396,6 +400,9 @@ def test_options_before_a_command_mean_what_they_mean_after_it(work: Workdir) ->
     # other models: this must validate the work directory's one.
     run = reconcile("-f", str(work.manifests), "validate", endpoint=work.endpoint)
     assert (run.code, run.out) == (0, "1 manifest file(s), 1 model(s): valid.\n"), run.err
+    # -v and --log-format, which every command takes, after its name as well as before it.
+    after = reconcile("validate", "-f", str(work.manifests), "-v", "--log-format", "json")
+    assert (after.code, after.out) == (0, run.out), after.err
     assert work.reconcile("--apply").code == 0
     shown = reconcile("--json", "status", "-f", str(work.manifests), endpoint=work.endpoint)
     assert shown.code == 0, shown.err
