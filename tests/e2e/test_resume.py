@@ -200,3 +200,49 @@ def test_manifest_bandwidth_limit_is_shared_by_parallel_downloads(
     # 4 MB at 4 MB/s overall: the shards share the limit, so the last one ends after about
     # a second (alone, each would take half that).
     assert max(rows[name] for name in shards) >= 0.85
+
+
+def _read_position(pid: int, path: Path) -> int | None:
+    """How far process ``pid`` has read into ``path``; None while it does not have it open."""
+    target = str(path)
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+                return int(info.split("pos:", 1)[1].split()[0])
+        except OSError:
+            continue  # closed since the listing
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="reads /proc")
+def test_ctrl_c_during_verify_full_stops_mid_file_and_records_nothing(
+    tmp_path: Path, hub: LocalHub
+) -> None:
+    content = os.urandom(256 * MIB)  # a hash long enough to be caught in the middle
+    hub.publish("org/big", {"config.json": CONFIG, "model.safetensors": content})
+    work = Workdir(tmp_path / "work", hub.url)
+    work.write_manifest([{"name": "big", "repo": "org/big"}])
+    assert work.reconcile("--apply").code == 0
+    blob = Path(
+        hf_hub_download("org/big", "model.safetensors", cache_dir=work.cache, local_files_only=True)
+    ).resolve()
+
+    def recorded() -> tuple[object, ...]:
+        db = sqlite3.connect(work.state / "modelsync.db")
+        try:
+            return tuple(db.execute("SELECT * FROM verifications WHERE blob = ?", (blob.name,)))
+        finally:
+            db.close()
+
+    before = recorded()
+    proc = work.start("verify", "--full")
+    try:
+        wait_for(
+            lambda: (_read_position(proc.pid, blob) or 0) > 0, "the hash to be under way", proc
+        )
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=DEADLINE_S) == 130
+    finally:
+        proc.kill()
+    assert before and recorded() == before  # cut short: neither re-dated nor marked damaged
