@@ -30,7 +30,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from controller import __version__, logs
 from controller.exits import ExitCode
@@ -199,16 +199,23 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="serve a cache directory over the Hugging Face hub protocol"
     )
     serve.add_argument("directory", help="a Hugging Face cache directory (models--org--name/...)")
-    # Defaults applied after parsing, so that --host and --port work before `serve` too.
-    serve.add_argument(
+    # The top level's --host/--port (None) stand when given before `serve`; the defaults
+    # are applied after parsing.
+    _either_side(
+        serve,
         "--host",
-        default=argparse.SUPPRESS,
+        command=True,
+        default=None,
         help=f"the address to listen on (default: {SERVE_HOST})",
     )
-    serve.add_argument(
-        "--port", type=int, default=argparse.SUPPRESS, help=f"the port (default: {SERVE_PORT})"
+    _either_side(
+        serve,
+        "--port",
+        type=int,
+        command=True,
+        default=None,
+        help=f"the port (default: {SERVE_PORT})",
     )
-    _shares(serve, "host", "port")
     for command in sub.choices.values():
         _logging_args(command)
     return parser
@@ -235,53 +242,61 @@ def _seconds(text: str) -> float:
 
 
 def _manifest_arg(p: argparse.ArgumentParser, *, command: bool = True) -> None:
-    # The default is applied after parsing: a command's own default would overwrite a -f
-    # given before the command's name, and an explicit -f must be told from no -f at all.
-    p.add_argument(
+    # None, not manifests/: an explicit -f must be told from no -f at all.
+    _either_side(
+        p,
         "-f",
         "--file",
         dest="path",
-        default=argparse.SUPPRESS if command else None,
+        command=command,
+        default=None,
         help="a manifest file or a directory of them (default: manifests/)",
     )
-    if command:
-        _shares(p, "path")
 
 
 def _output_args(p: argparse.ArgumentParser, *, command: bool = True) -> None:
-    # As for -f: a command's default of False would overwrite a --json given before it.
-    p.add_argument(
+    _either_side(
+        p,
         "--json",
         action="store_true",
-        default=argparse.SUPPRESS if command else False,
+        command=command,
+        default=False,
         help="machine-readable output",
     )
-    if command:
-        _shares(p, "json")
 
 
 def _logging_args(p: argparse.ArgumentParser, *, command: bool = True) -> None:
-    # Every mode and command logs: these options are taken before a command's name and after
-    # it (a command's own default would overwrite the value given before it, hence SUPPRESS).
-    p.add_argument(
+    # Every mode and command logs.
+    _either_side(
+        p,
         "-v",
         "--verbose",
         action="store_true",
-        default=argparse.SUPPRESS if command else False,
+        command=command,
+        default=False,
         help="log each step to stderr",
     )
-    p.add_argument(
+    _either_side(
+        p,
         "--log-format",
         choices=[f.value for f in LogFormat],
-        default=argparse.SUPPRESS if command else LogFormat.TEXT.value,
+        command=command,
+        default=LogFormat.TEXT.value,
         help="text (default) or json: one JSON object per line, for log collectors",
     )
 
 
-def _shares(p: argparse.ArgumentParser, *dests: str) -> None:
-    """Record that command ``p`` takes these top-level options too: given before the
-    command's name they are used, where the top-level options it lacks are refused."""
-    p.set_defaults(shared=(p.get_default("shared") or frozenset()) | set(dests))
+def _either_side(
+    p: argparse.ArgumentParser, *flags: str, command: bool, default: object, **kw: Any
+) -> None:
+    """An option taken before a command's name and after it.  On the top level it has its
+    ``default``; on a command it has none (SUPPRESS), since a command's default would
+    overwrite the value given before the command's name."""
+    action = p.add_argument(*flags, default=argparse.SUPPRESS if command else default, **kw)
+    if command:
+        # Recorded so that usage checks know the command takes it: the top-level options a
+        # command lacks are refused when given before its name.
+        p.set_defaults(shared=(p.get_default("shared") or frozenset()) | {action.dest})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
