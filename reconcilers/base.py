@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from controller.assess import Assessment
 from controller.domain import Action, ActionKind, FileWork, Reason
+from controller.domain.assessment import Assessment
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ that moment applications keep loading the old snapshot, so an update has no down
 
 from __future__ import annotations
 
-from controller.assess import Assessment
 from controller.domain import Action, ActionKind, Reason
-from controller.units import human_bytes, plural
+from controller.domain.assessment import Assessment
+from controller.domain.units import human_bytes, plural
 from reconcilers.base import ActionResult, Workspace, action_for
 
 

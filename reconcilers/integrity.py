@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from controller.assess import Assessment
 from controller.domain import Action, ActionKind, Reason
-from controller.units import human_bytes, plural
+from controller.domain.assessment import Assessment
+from controller.domain.units import human_bytes, plural
 from reconcilers.base import ActionResult, FileOutcome, Workspace, action_for
 
 _DAMAGE = {Reason.CHECKSUM_MISMATCH, Reason.SIZE_MISMATCH}

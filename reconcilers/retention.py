@@ -55,8 +55,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
-from controller.assess import Assessment
-from controller.budget import REMEDY, Budget, numbers
 from controller.domain import (
     TRANSFER_KINDS,
     Action,
@@ -75,9 +73,11 @@ from controller.domain import (
     Withheld,
     is_commit,
 )
-from controller.selection import selects
-from controller.units import human_bytes, plural
-from controller.usage import effective_priority, format_rate, uses_per_day
+from controller.domain.assessment import Assessment
+from controller.domain.budget import REMEDY, Budget, numbers
+from controller.domain.selection import selects
+from controller.domain.units import human_bytes, plural
+from controller.domain.usage import effective_priority, format_rate, uses_per_day
 from reconcilers.base import ActionResult, Workspace
 
 RECENTLY_DOWNLOADED_DAYS = 7

@@ -1,4 +1,4 @@
-"""A local Hugging Face hub for tests: ``controller.serve`` over a seeded cache directory.
+"""A local Hugging Face hub for tests: ``controller.mirror.server`` over a seeded cache directory.
 
 Tests publish repos with ``hub.publish(...)`` and point ``huggingface_hub`` at
 ``hub.url`` (always pass ``endpoint=hub.url``: the client reads ``HF_ENDPOINT`` only
@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from controller import seed
-from controller.serve import Faults, HubServer, RequestRecord
+from controller.mirror import seed
+from controller.mirror.server import Faults, HubServer, RequestRecord
 
 
 class LocalHub:

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from safetensors.numpy import save_file
 
-from controller.seed import publish
+from controller.mirror.seed import publish
 
 T2V_REPO = "demo/tiny-t2v"
 TEXT_ENCODER_REPO = "demo/tiny-text-encoder"

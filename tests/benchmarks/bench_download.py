@@ -36,7 +36,7 @@ from types import FrameType
 
 import yaml
 
-from controller import seed
+from controller.mirror import seed
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPO_ID = "bench/model"
@@ -273,7 +273,7 @@ def start_server(children: Children, seed_dir: Path, env: dict[str, str], log: P
     argv = [
         sys.executable,
         "-m",
-        "controller.cli",
+        "controller.cli.main",
         "serve",
         str(seed_dir),
         "--host",
@@ -363,7 +363,7 @@ class Bench:
         return [self.python, "-c", BASELINE_CODE, REPO_ID, str(run / "cache"), self.endpoint]
 
     def modelsync(self, run: Path, *extra: str) -> list[str]:
-        return [self.python, "-m", "controller.cli", *extra, "-f", str(write_manifest(self, run))]
+        return [self.python, "-m", "controller", *extra, "-f", str(write_manifest(self, run))]
 
     def measure(
         self, name: str, rnd: int, argv: Sequence[str], run: Path, transfers: bool

@@ -5,7 +5,7 @@
 A pass should cost in proportion to the cache plus the work, not to their product: when a
 model's transfer ends mid-pass, its status is re-derived from the disk, and that must read
 the model's own repo, not every repo in the cache.  On ``--models`` tiny models already
-downloaded and verified (two files each), served by a local ``controller.serve`` hub:
+downloaded and verified (two files each), served by a local ``controller.mirror.server`` hub:
 
 1. ``--plan`` (the baseline): one observation of the whole cache, and a plan;
 2. no-op ``--apply``: nothing to do; observation, plan, the final observation and status;
@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench_download import Children, child_env, timed_run  # noqa: E402 - after the path
 
-from controller.seed import publish, repo_folder  # noqa: E402
-from controller.serve import HubServer  # noqa: E402
+from controller.mirror.seed import publish, repo_folder  # noqa: E402
+from controller.mirror.server import HubServer  # noqa: E402
 
 PLAN = "--plan (baseline)"
 NOOP = "no-op --apply"
@@ -89,7 +89,7 @@ class Bench:
 
     def run(self, name: str, *args: str) -> None:
         """Run ``reconcile`` and time it under ``name``."""
-        argv = [sys.executable, "-m", "controller.cli", *args, "-f", str(self.manifest)]
+        argv = [sys.executable, "-m", "controller", *args, "-f", str(self.manifest)]
         used = timed_run(self.children, argv, self.env, self.root / "run.log")
         self.times.setdefault(name, []).append((used.seconds, used.cpu_seconds))
         print(f"  {name:<24} {used.seconds:7.2f} s  {used.cpu_seconds:6.2f} s CPU", flush=True)

@@ -37,10 +37,13 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from controller import usage  # noqa: E402 - after the path is set when run as a script
-from controller.client import ModelAvailability  # noqa: E402
-from controller.domain import RemoteFile, RemoteRevision  # noqa: E402
-from controller.state import DB_FILENAME, StateStore  # noqa: E402
+from controller.api.client import ModelAvailability  # noqa: E402
+from controller.domain import (  # noqa: E402
+    RemoteFile,
+    RemoteRevision,
+    usage,  # noqa: E402 - after the path is set when run as a script
+)
+from controller.store.state import DB_FILENAME, StateStore  # noqa: E402
 
 RECORD_TARGET_MS = 1.0
 STATUS_TARGET_MS = 200.0

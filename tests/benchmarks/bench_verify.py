@@ -35,7 +35,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from controller import seed  # noqa: E402
+from controller.mirror import seed  # noqa: E402
 
 CHUNK = 8 << 20
 
@@ -77,7 +77,7 @@ def wait_ready(url: str, deadline_s: float = 30) -> None:
 def reconcile(*args: str, env: dict[str, str]) -> tuple[float, str]:
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "controller.cli", *args],
+        [sys.executable, "-m", "controller", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -145,7 +145,7 @@ def main() -> None:
             "PYTHONPATH": str(REPO_ROOT),
         }
         server = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "serve", str(cache), "--port", str(port)],
+            [sys.executable, "-m", "controller", "serve", str(cache), "--port", str(port)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

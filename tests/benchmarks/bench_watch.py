@@ -11,7 +11,7 @@
    each save to the start of the pass it causes -- the ``reconcile`` event with trigger
    ``manifest`` on ``GET /v1/events``.  Target: < 2 s.
 
-The hub is a local ``controller.serve`` hub in this process, over tiny real model repos;
+The hub is a local ``controller.mirror.server`` hub in this process, over tiny real model repos;
 only the controller's process is measured.  Linux only (/proc).  The last line on stdout is
 the results as JSON (also written to ``--json-out`` if given).
 """
@@ -36,9 +36,9 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from controller.events import Follower  # noqa: E402 - after the path is set
-from controller.seed import publish  # noqa: E402
-from controller.serve import HubServer  # noqa: E402
+from controller.api.events import Follower  # noqa: E402 - after the path is set
+from controller.mirror.seed import publish  # noqa: E402
+from controller.mirror.server import HubServer  # noqa: E402
 
 CPU_TARGET_PERCENT = 1.0
 RSS_TARGET_MB = 100.0
@@ -129,7 +129,7 @@ def main() -> int:
             "HF_HUB_DISABLE_TELEMETRY": "1",
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "--watch", "-f", str(manifests)],
+            [sys.executable, "-m", "controller", "--watch", "-f", str(manifests)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

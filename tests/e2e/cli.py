@@ -134,7 +134,7 @@ def wait_until(condition: Callable[[], Any], what: str, deadline: float = DEADLI
 
 
 def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "controller.cli", *args]
+    return [sys.executable, "-m", "controller", *args]
 
 
 def _environment(endpoint: str, env: dict[str, str] | None) -> dict[str, str]:

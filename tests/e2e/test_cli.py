@@ -17,7 +17,7 @@ from hub import LocalHub, safetensors_bytes
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
-from controller.cli import SERVE_PORT
+from controller.cli.main import SERVE_PORT
 from reconcilers.retention import OLD_REVISION_GRACE
 
 WEIGHTS = safetensors_bytes(bytes(range(256)) * 8192)  # 2 MiB: an LFS file
@@ -416,7 +416,7 @@ def test_serve_takes_host_and_port_before_its_name_and_logs_requests_with_v(
     args = ["-v", "--host", "127.0.0.1", "--port", "0", "serve", str(hub.cache_dir)]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", *args],
+            [sys.executable, "-m", "controller", *args],
             cwd=REPO_ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -10,9 +10,9 @@ import pytest
 from cli import Workdir
 from hub import LocalHub
 
-from controller.api import Api
-from controller.client import ModelAvailability
-from controller.state import StateStore
+from controller.api.client import ModelAvailability
+from controller.api.routes import Api
+from controller.store.state import StateStore
 
 TINY = {"config.json": b'{"model_type": "tiny"}', "model.safetensors": bytes(range(256)) * 4096}
 BIG = {"config.json": b'{"model_type": "big"}', "model.safetensors": bytes(range(256)) * 8192}

@@ -21,7 +21,7 @@ from cli import DEADLINE_S, Workdir
 from hub import LocalHub
 from huggingface_hub import hf_hub_download, scan_cache_dir
 
-from controller.transfer import CHUNK_SIZE, DEFAULT_RETRY
+from controller.hub.transfer import CHUNK_SIZE, DEFAULT_RETRY
 
 MIB = 1024 * 1024
 BIG_SIZE = 64 * MIB

@@ -20,9 +20,9 @@ from cli import DEADLINE_S, REPO_ROOT, Run, Workdir, wait_until
 from hub import LocalHub
 from huggingface_hub import hf_hub_download, scan_cache_dir, snapshot_download
 
-from controller import leases
-from controller.deletion import HOLD_ENV
-from controller.state import StateStore
+from controller.cache.deletion import HOLD_ENV
+from controller.store import leases
+from controller.store.state import StateStore
 from reconcilers.retention import OLD_REVISION_GRACE
 
 CONFIG = b'{"model_type": "tiny"}'
@@ -192,7 +192,7 @@ def lease_in_another_process(work: Workdir, model: str, release: Path) -> subpro
         f"while not os.path.exists({str(release)!r}) and time.monotonic() < end:\n"
         "    time.sleep(0.02)\n"
     )
-    command = [sys.executable, "-m", "controller.cli", "lease", model, "-f", str(work.manifests)]
+    command = [sys.executable, "-m", "controller", "lease", model, "-f", str(work.manifests)]
     return subprocess.Popen(
         [*command, "--", sys.executable, "-c", waiter],
         env={**os.environ, "HF_ENDPOINT": work.endpoint, "PYTHONPATH": str(REPO_ROOT)},

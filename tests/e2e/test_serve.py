@@ -32,7 +32,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from controller import seed
+from controller.mirror import seed
 
 REPO = "acme/tiny-model"
 MiB = 1024 * 1024
@@ -567,7 +567,8 @@ def test_faults_are_scoped_by_method_path_and_count(
 def test_run_serves_until_sigterm(tmp_path: Path, published: str, hub: LocalHub) -> None:
     env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_DISABLE_TELEMETRY": "1"}
     code = (
-        "import sys; from controller.serve import run; sys.exit(run(sys.argv[1], '127.0.0.1', 0))"
+        "import sys; from controller.mirror.server import run; "
+        "sys.exit(run(sys.argv[1], '127.0.0.1', 0))"
     )
     root = Path(__file__).resolve().parents[2]
     process = subprocess.Popen(
@@ -594,7 +595,7 @@ def test_run_serves_until_sigterm(tmp_path: Path, published: str, hub: LocalHub)
 def test_run_refuses_a_missing_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from controller.serve import run
+    from controller.mirror.server import run
 
     assert run(str(tmp_path / "missing"), "127.0.0.1", 0) == 1
     assert "not a directory" in capsys.readouterr().err

@@ -28,10 +28,10 @@ from hub import LocalHub
 from huggingface_hub import hf_hub_download
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.client import ModelAvailability
-from controller.events import EventKind, Follower
-from controller.service import STOP_GRACE_SECONDS
-from controller.transfer import CHUNK_SIZE, DEFAULT_RETRY
+from controller.api.client import ModelAvailability
+from controller.api.events import EventKind, Follower
+from controller.hub.transfer import CHUNK_SIZE, DEFAULT_RETRY
+from controller.runtime.process import STOP_GRACE_SECONDS
 
 MIB = 1024 * 1024
 CONFIG = b'{"model_type": "watched"}\n'

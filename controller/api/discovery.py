@@ -1,0 +1,52 @@
+"""Where to reach the running controller: ``<state>/controller.json``, and a nudge to it.
+
+The controller publishes who it is and where its HTTP API listens beside its lock on the
+cache (``controller.runtime.instance``), so that clients -- the CLI's ``request`` and
+``pause``, an application's :class:`~controller.api.client.ModelAvailability` -- find it and
+ask it to act now instead of at its next resync.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+INFO_NAME = "controller.json"
+TOKEN_ENV = "MODELSYNC_API_TOKEN"  # the API's bearer token, for servers and clients alike
+NUDGE_TIMEOUT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Info:
+    pid: int
+    url: str  # where this machine reaches the API (a wildcard bind is reached on loopback)
+    started_at: str
+    manifests: str
+
+
+def read_info(state_dir: str | os.PathLike[str]) -> Info | None:
+    """The running controller's details, or None when none has published them."""
+    try:
+        data = json.loads((Path(state_dir) / INFO_NAME).read_text(encoding="utf-8"))
+        return Info(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def nudge(state_dir: str | os.PathLike[str], path: str) -> bool:
+    """POST ``path`` to the running controller, if any; best effort (False when it failed)."""
+    running = read_info(state_dir)
+    if running is None:
+        return False
+    request = urllib.request.Request(running.url + path, data=b"", method="POST")
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=NUDGE_TIMEOUT_SECONDS):
+            return True
+    except OSError:  # gone, or busy: the next resync picks the request up anyway
+        return False

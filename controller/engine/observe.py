@@ -1,0 +1,228 @@
+"""Observation: read the cache, the state store, the disk and the hub; change nothing.
+
+Problems are recorded in the :class:`~controller.domain.Observation` instead of raised, so
+one unreachable hub or one odd directory never hides what is known about everything else.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from controller.cache import layout
+from controller.domain import (
+    CachedRepo,
+    DeletionRecord,
+    DesiredModel,
+    DesiredState,
+    Disk,
+    Eviction,
+    Lease,
+    Observation,
+    OwnedFile,
+    Reason,
+    RemoteProblem,
+    RemoteRevision,
+    UsageStats,
+)
+from controller.domain.usage import derive, recent_start, window_start
+from controller.hub import revisions
+from controller.store import leases
+from controller.store.state import StateStore
+
+
+def observe(
+    desired: DesiredState,
+    *,
+    now: datetime,
+    offline: bool = False,
+    store: StateStore | None = None,
+    remote: Mapping[str, RemoteRevision | RemoteProblem] | None = None,
+    pinned: Mapping[str, RemoteRevision] | None = None,
+) -> Observation:
+    """``remote`` reuses an earlier hub answer (after an apply, the hub is not asked again).
+    ``pinned`` describes models from their lock entries: the hub is not asked about them.
+
+    ``store`` is the open state store when the caller is applying; planning opens it
+    read-only so that a plan creates nothing on disk.
+    """
+    cache_dir = Path(desired.cache_dir)
+    problems: list[str] = []
+    cache = _read_cache(cache_dir, desired.models, problems)
+    owned = store is not None
+    store = store or StateStore.open_readonly(Path(desired.state_dir))
+    try:
+        if remote is None:
+            pinned = pinned or {}
+            asked = _resolve_all(desired, store, now, offline, remember=owned, skip=set(pinned))
+            remote = {**asked, **pinned}
+        verifications = store.verifications() if store else {}
+        usage_stats = _usage(store, now, desired.usage_window_days) if store else {}
+        requested = frozenset(store.requests()) if store else frozenset()
+        paused = frozenset(store.paused()) if store else frozenset()
+        throughput = store.throughput() if store else None
+        retention = _retention_state(store, now, writable=owned) if store else _NO_RETENTION
+        health = store.health_checks() if store else {}
+    finally:
+        if store is not None and not owned:
+            store.close()
+    return Observation(
+        cache=cache,
+        remote=dict(remote),
+        verifications=verifications,
+        disk=_disk(cache_dir, problems),
+        problems=tuple(problems),
+        usage=usage_stats,
+        requested=requested & {m.name for m in desired.models},
+        paused=paused & {m.name for m in desired.models},
+        throughput=throughput,
+        owned=retention.owned,
+        leases=retention.leases,
+        pending_deletions=retention.pending,
+        evicted=retention.evicted,
+        health={name: h for name, h in health.items() if name in {m.name for m in desired.models}},
+    )
+
+
+def observe_models(
+    desired: DesiredState,
+    *,
+    now: datetime,
+    store: StateStore,
+    remote: Mapping[str, RemoteRevision | RemoteProblem],
+) -> Observation:
+    """Just what assessing ``desired.models`` reads: their repos on disk, their records in
+    ``store``, and the hub's earlier answers ``remote``.
+
+    A model whose work ends mid-pass is assessed again from this, so re-reading it costs
+    in proportion to that model, not to the whole cache.  Other repos, usage, ownership,
+    unfinished deletions and the disk are left empty: the result is for assessing those
+    models, not for planning (retention needs the whole cache).
+    """
+    names = {m.name for m in desired.models}
+    repos = sorted({m.repo for m in desired.models})
+    problems: list[str] = []
+    return Observation(
+        cache=_read_repos(Path(desired.cache_dir), repos, problems),
+        remote={name: answer for name, answer in remote.items() if name in names},
+        verifications={
+            (repo, blob): v for repo in repos for blob, v in store.verifications_for(repo).items()
+        },
+        disk=None,
+        problems=tuple(problems),
+        requested=frozenset(store.requests()) & names,
+        paused=frozenset(store.paused()) & names,
+        leases=leases.live_by_model([lease for n in names for lease in store.leases(n)], now),
+        evicted={name: e for name, e in store.evictions().items() if name in names},
+        health={name: h for name, h in store.health_checks().items() if name in names},
+    )
+
+
+@dataclass(frozen=True)
+class _RetentionState:
+    owned: tuple[OwnedFile, ...] = ()
+    leases: Mapping[str, tuple[Lease, ...]] = field(default_factory=dict)
+    pending: tuple[DeletionRecord, ...] = ()
+    evicted: Mapping[str, Eviction] = field(default_factory=dict)
+
+
+_NO_RETENTION = _RetentionState()
+
+
+def _retention_state(store: StateStore, now: datetime, *, writable: bool) -> _RetentionState:
+    """What retention needs from the state store: ownership, leases, unfinished deletions.
+
+    Only live leases are kept: a lease whose holder died is as good as released.  An apply
+    (``writable``) also drops the void ones from the store; a plan changes nothing.
+    """
+    if writable:
+        store.prune_leases(lambda lease: leases.is_live(lease, now))
+    return _RetentionState(
+        owned=tuple(store.owned()),
+        leases=leases.live_by_model(store.leases(), now),
+        pending=tuple(store.pending_deletions()),
+        evicted=store.evictions(),
+    )
+
+
+def _usage(store: StateStore, now: datetime, window_days: int) -> dict[str, UsageStats]:
+    aggregates = store.usage_aggregates(
+        since=window_start(now, window_days), recent_since=recent_start(now, window_days)
+    )
+    return derive(aggregates.values(), window_days=window_days)
+
+
+def _read_cache(
+    cache_dir: Path, models: tuple[DesiredModel, ...], problems: list[str]
+) -> dict[str, CachedRepo]:
+    """The declared repos, and every other model repo in the cache: retention must know
+    what it once downloaded and what belongs to other tools, to tell them apart."""
+    try:
+        found = layout.list_repos(cache_dir)
+    except OSError as e:
+        problems.append(f"cache: cannot list {cache_dir}: {e}")
+        found = []
+    return _read_repos(cache_dir, sorted({m.repo for m in models} | set(found)), problems)
+
+
+def _read_repos(
+    cache_dir: Path, repos: Collection[str], problems: list[str]
+) -> dict[str, CachedRepo]:
+    cache: dict[str, CachedRepo] = {}
+    for repo in repos:
+        try:
+            cache[repo] = layout.read_repo(cache_dir, repo)
+        except (OSError, layout.UnsafePathError) as e:
+            problems.append(f"cache: cannot read {repo}: {e}")
+    return cache
+
+
+def _resolve_all(
+    desired: DesiredState,
+    store: StateStore | None,
+    now: datetime,
+    offline: bool,
+    *,
+    remember: bool,
+    skip: Collection[str] = (),
+) -> dict[str, RemoteRevision | RemoteProblem]:
+    wanted = [m for m in desired.models if not m.suspend and m.name not in skip]
+    answers: list[RemoteRevision | RemoteProblem]
+    if offline:
+        answers = [
+            RemoteProblem(Reason.HUB_UNREACHABLE, "offline: the hub was not asked") for _ in wanted
+        ]
+    else:
+        with ThreadPoolExecutor(max_workers=min(8, max(1, len(wanted)))) as pool:
+            answers = list(
+                pool.map(lambda m: revisions.resolve(m.repo, m.revision, desired.endpoint), wanted)
+            )
+    remote: dict[str, RemoteRevision | RemoteProblem] = {}
+    for model, answer in zip(wanted, answers, strict=True):
+        if isinstance(answer, RemoteRevision):
+            if remember and store is not None:
+                store.remember_remote(answer, now)
+            remote[model.name] = answer
+        elif answer.reason is Reason.HUB_UNREACHABLE and store is not None:
+            # An unreachable hub is not a changed hub: plan against what it said last.
+            remote[model.name] = store.recall_remote(model.repo, model.revision) or answer
+        else:
+            remote[model.name] = answer
+    return remote
+
+
+def _disk(cache_dir: Path, problems: list[str]) -> Disk | None:
+    # The cache may not exist yet; its filesystem is that of the nearest existing parent.
+    probe = cache_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        usage = shutil.disk_usage(probe)
+    except OSError as e:
+        problems.append(f"disk: cannot read free space of {probe}: {e}")
+        return None
+    return Disk(total=usage.total, free=usage.free)

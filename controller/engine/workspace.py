@@ -1,0 +1,268 @@
+"""The I/O behind the reconcilers' ``apply``: the cache's files, the hub and the state store.
+
+A file counts as good only after its bytes were hashed and the digest matched its blob
+name (sha256 for LFS files, git's blob sha1 otherwise); huggingface_hub checks only the
+size.  Downloads go through :mod:`controller.hub.transfer`, which hashes while it writes and
+publishes only verified blobs, so a fresh download is recorded as verified without being
+read again.  A cached file that fails the check is moved out of the snapshot at once, so
+that no application loads it, and the failure is reported with the file's name.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+from controller.cache import deletion, layout
+from controller.cache.inspection import inspect
+from controller.domain import Action, FileWork, Reason, Verification, is_commit
+from controller.engine.progress import ProgressTracker
+from controller.hub import revisions, transfer
+from controller.hub.transfer import RetryPolicy, TokenBucket
+from controller.store import leases
+from controller.store.state import DownloadOutcome, StateStore
+from controller.system.atomic import atomic_write_text
+from controller.system.cancel import StopSignal
+from reconcilers.base import FileOutcome
+
+Clock = Callable[[], datetime]
+
+
+class CacheWorkspace:
+    def __init__(
+        self,
+        *,
+        cache_dir: str,
+        endpoint: str,
+        store: StateStore,
+        clock: Clock,
+        concurrency: int = 8,
+        max_bandwidth: int | None = None,
+        retry: RetryPolicy = transfer.DEFAULT_RETRY,
+        stop: StopSignal | None = None,
+        progress: ProgressTracker | None = None,
+        offline: bool = False,
+    ) -> None:
+        """``max_bandwidth`` (bytes/s) is shared by all of this workspace's downloads.
+        ``stop`` ends a model's transfers and checks between chunks and files (raising
+        :class:`~controller.system.cancel.Cancelled`); ``progress`` hears every file's bytes.
+        ``offline`` fetches only from blobs already cached: no request leaves the machine."""
+        self.cache_dir = Path(cache_dir)
+        self.endpoint = endpoint
+        self.store = store
+        self.clock = clock
+        self.concurrency = max(1, concurrency)
+        self.retry = retry
+        self.limiter = TokenBucket(max_bandwidth) if max_bandwidth else None
+        self.stop = stop
+        self.progress = progress
+        self.offline = offline
+
+    # ------------------------------------------------------------------ Workspace
+
+    def fetch(self, action: Action, files: Sequence[FileWork]) -> tuple[FileOutcome, ...]:
+        if self.progress is not None:
+            self.progress.expect(action.model, ((f.path, f.size) for f in files))
+        return self._each(files, lambda f: self._fetch_one(action, f))
+
+    def verify(self, action: Action, files: Sequence[FileWork]) -> tuple[FileOutcome, ...]:
+        known = self.store.verifications_for(action.repo)  # one query, not one per file
+        return self._each(files, lambda f: self._verify_one(action, f, known))
+
+    def quarantine(self, action: Action, files: Sequence[FileWork]) -> None:
+        for f in files:
+            self._quarantine_one(action.repo, action.commit, f)
+
+    def point_ref(self, action: Action) -> None:
+        if is_commit(action.revision):
+            return
+        ref = layout.ref_path(self.cache_dir, action.repo, action.revision)
+        served = _read_ref(ref)  # read once: both checks below must see the same commit
+        if served == action.commit:
+            # Left as it is: its mtime says when it last moved, and retention keeps the old
+            # revision for a grace period counted from then.  A rewrite would restart it.
+            return
+        # Without a ref yet, pointing it switches nothing anyone uses: no lease holds it.
+        if served is not None and self._switch_held(action):
+            return
+        # The ref is rewritten atomically: an application resolving the revision sees the
+        # old commit or the new one, never a missing or half-written ref.
+        atomic_write_text(ref, action.commit)
+
+    def delete(self, action: Action) -> tuple[FileOutcome, ...]:
+        return deletion.delete(
+            action,
+            cache_dir=self.cache_dir,
+            store=self.store,
+            clock=self.clock,
+            is_live=lambda lease: leases.is_live(lease, self.clock()),
+        )
+
+    def _switch_held(self, action: Action) -> bool:
+        """A lease taken after planning still keeps the served commit: the files stay and
+        the next reconcile switches the ref once the lease ends."""
+        now = self.clock()
+        return any(leases.is_live(lease, now) for lease in self.store.leases(action.model))
+
+    # ------------------------------------------------------------------ internals
+
+    def _each(
+        self, files: Sequence[FileWork], work: Callable[[FileWork], FileOutcome]
+    ) -> tuple[FileOutcome, ...]:
+        if len(files) <= 1:
+            return tuple(work(f) for f in files)
+        # Threads suffice: downloads wait on sockets and hashlib releases the GIL on the
+        # large buffers it is fed, so several files hash on several cores at once.
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(files))) as pool:
+            return tuple(pool.map(work, files))
+
+    def _fetch_one(self, action: Action, f: FileWork) -> FileOutcome:
+        started, t0 = self.clock(), time.monotonic()
+        ref = transfer.FileRef(action.repo, f.path, action.commit, etag=f.etag, size=f.size)
+        try:
+            fetched = transfer.fetch(
+                ref,
+                cache_dir=self.cache_dir,
+                endpoint=self.endpoint,
+                retry=self.retry,
+                limiter=self.limiter,
+                progress=self.progress.file(action.model, f.path) if self.progress else None,
+                stop=self.stop.for_model(action.model) if self.stop else None,
+                offline=self.offline,
+            )
+        except revisions.HubError as e:
+            corrupt = e.reason in (Reason.CHECKSUM_MISMATCH, Reason.SIZE_MISMATCH)
+            recorded = DownloadOutcome.CORRUPT if corrupt else DownloadOutcome.FAILED
+            self._record(action, f, started, t0, recorded, e.message)
+            return FileOutcome(f.path, ok=False, reason=e.reason, detail=e.message)
+        except layout.UnsafePathError as e:
+            return FileOutcome(f.path, ok=False, reason=Reason.UNSAFE_PATH, detail=str(e))
+        if fetched.digest is None:
+            # The blob was already cached and only linked: check it like any cached file.
+            outcome = self._check(action, f, fetched.snapshot)
+        else:
+            outcome = self._remember_fetched(action, f, fetched)
+        self._record(
+            action,
+            f,
+            started,
+            t0,
+            DownloadOutcome.OK if outcome.ok else DownloadOutcome.CORRUPT,
+            outcome.detail,
+            transferred=outcome.transferred,
+        )
+        return outcome
+
+    def _remember_fetched(
+        self, action: Action, f: FileWork, fetched: transfer.Fetched
+    ) -> FileOutcome:
+        """Record the digest computed while downloading: the blob needs no second read."""
+        assert fetched.digest is not None
+        try:
+            st = fetched.blob.stat()
+        except OSError as e:
+            return FileOutcome(
+                f.path,
+                ok=False,
+                reason=Reason.DOWNLOAD_FAILED,
+                detail=f"{f.path}: gone right after its download: {e.strerror}",
+            )
+        self.store.record_verification(
+            action.repo,
+            Verification(
+                blob=fetched.etag,
+                size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+                inode=st.st_ino,
+                digest=fetched.digest,
+                ok=True,
+                checked_at=self.clock(),
+            ),
+        )
+        return FileOutcome(f.path, ok=True, transferred=fetched.transferred)
+
+    def _verify_one(
+        self, action: Action, f: FileWork, known: Mapping[str, Verification]
+    ) -> FileOutcome:
+        if self.stop is not None:
+            self.stop.for_model(action.model).check()  # between files: no file is opened
+        try:
+            snapshot = layout.snapshot_path(self.cache_dir, action.repo, action.commit, f.path)
+        except layout.UnsafePathError as e:
+            return FileOutcome(f.path, ok=False, reason=Reason.UNSAFE_PATH, detail=str(e))
+        return self._check(action, f, snapshot, known)
+
+    def _check(
+        self,
+        action: Action,
+        f: FileWork,
+        snapshot: Path,
+        known: Mapping[str, Verification] | None = None,
+    ) -> FileOutcome:
+        # A stop mid-hash raises Cancelled out of inspect, before the verdict: the file is
+        # neither recorded nor quarantined, and the next pass verifies it again.
+        stop = self.stop.for_model(action.model).requested if self.stop is not None else None
+        found = inspect(self.store, action.repo, f, snapshot, self.clock, stop=stop, known=known)
+        if found.ok:
+            return FileOutcome(f.path, ok=True)
+        if found.reason is not Reason.DOWNLOAD_FAILED:
+            self._quarantine_one(action.repo, action.commit, f)
+        return FileOutcome(f.path, ok=False, reason=found.reason, detail=found.detail)
+
+    def _quarantine_one(self, repo: str, commit: str, f: FileWork) -> None:
+        """Move a damaged blob aside and unlink it from the snapshot.
+
+        The blob goes to ``<repo>/.quarantine/`` (same filesystem, so a rename) rather than
+        being deleted: the bytes stay available to whoever investigates.  The snapshot link
+        goes too, or huggingface_hub would return the damaged file without any request.
+        """
+        snapshot = layout.snapshot_path(self.cache_dir, repo, commit, f.path)
+        blob = snapshot.resolve() if snapshot.is_symlink() else snapshot
+        blobs_dir = layout.blob_path(self.cache_dir, repo, f.etag).parent.resolve()
+        # Only the blob named for this file's content is moved: when the link points at some
+        # other blob (another file's, still linked from other snapshots), unlinking is enough.
+        ours = blob.parent == blobs_dir and blob.name == f.etag
+        if blob.exists() and (ours or blob == snapshot):
+            target = layout.quarantine_path(self.cache_dir, repo, blob.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(blob, target)
+        if snapshot.is_symlink():
+            snapshot.unlink()
+        self.store.forget_verification(repo, f.etag)
+
+    def _record(
+        self,
+        action: Action,
+        f: FileWork,
+        started: datetime,
+        t0: float,
+        outcome: DownloadOutcome,
+        message: str,
+        *,
+        transferred: int = 0,
+    ) -> None:
+        self.store.record_download(
+            model=action.model,
+            repo=action.repo,
+            revision=action.revision,
+            commit=action.commit,
+            path=f.path,
+            bytes=transferred,
+            started_at=started,
+            finished_at=self.clock(),
+            outcome=outcome,
+            message=revisions.redact(message),
+            seconds=time.monotonic() - t0,
+        )
+
+
+def _read_ref(ref: Path) -> str | None:
+    """The commit ``ref`` names, or None when there is no ref (yet) to read."""
+    try:
+        return ref.read_text().strip()
+    except OSError:
+        return None

@@ -1,0 +1,66 @@
+"""Re-reading a few models mid-pass: what ``observe_models`` reads must assess like ``observe``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.cache import layout
+from controller.cache.inspection import inspect
+from controller.domain import DesiredModel, FileWork
+from controller.engine.observe import observe, observe_models
+from controller.mirror import seed
+from controller.planning.planner import assess_all
+from controller.store import leases
+from controller.store.state import StateStore
+from controller.system.clock import utcnow
+from tests.unit.factories import desired
+
+
+def verify_all(store: StateStore, cache: Path, repo: str, commit: str) -> None:
+    """Record a good verification of each of the commit's files, as an apply would."""
+    for path, entry in layout.read_repo(cache, repo).files_at(commit).items():
+        f = FileWork(path, entry.size, entry.blob)
+        assert inspect(store, repo, f, layout.snapshot_path(cache, repo, commit, path), utcnow).ok
+
+
+def test_a_few_models_assess_as_they_would_from_the_whole_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    commits = {
+        repo: seed.publish(cache, repo, {"config.json": repo.encode(), "model.bin": b"w" * 99})
+        for repo in ("org/a", "org/b", "other/tool")  # other/tool: no model declares it
+    }
+    a, b = DesiredModel("a", "org/a"), DesiredModel("b", "org/b")
+    everything = desired(a, b, root=tmp_path, endpoint="http://127.0.0.1:9")
+    with StateStore.open(tmp_path / "state") as store:
+        verify_all(store, cache, "org/a", commits["org/a"])  # b stays unverified
+        store.add_request("b", utcnow())
+        store.add_lease(leases.new_lease("a", utcnow(), holder="a test"))
+
+        whole = observe(everything, now=utcnow(), offline=True, store=store)
+        for name in ("a", "b"):
+            chosen = desired(
+                *(m for m in everything.models if m.name == name),
+                root=tmp_path,
+                endpoint="http://127.0.0.1:9",
+            )
+            few = observe_models(chosen, now=utcnow(), store=store, remote=whole.remote)
+            assert assess_all(chosen, few) == assess_all(chosen, whole)
+            assert set(few.cache) == {chosen.models[0].repo}  # its own repo only
+
+    found = {x.model.name: x for x in assess_all(everything, whole)}
+    assert found["a"].complete and found["a"].in_use  # the records above were read
+    assert found["b"].unverified and found["b"].requested
+
+
+def test_records_passed_in_are_used_instead_of_a_query_per_file(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    commit = seed.publish(cache, "org/a", {"config.json": b"{}"})
+    path = layout.snapshot_path(cache, "org/a", commit, "config.json")
+    entry = layout.read_repo(cache, "org/a").files_at(commit)["config.json"]
+    f = FileWork("config.json", entry.size, entry.blob)
+    with StateStore.open(tmp_path / "state") as store:
+        assert inspect(store, "org/a", f, path, utcnow).hashed  # first sight: hashed
+        known = store.verifications_for("org/a")
+        assert not inspect(store, "org/a", f, path, utcnow, known=known).hashed  # trusted
+        # Records that say nothing of the file: it is hashed again, whatever the store holds.
+        assert inspect(store, "org/a", f, path, utcnow, known={}).hashed
