@@ -40,7 +40,7 @@ for _name in (
 ):
     os.environ.pop(_name, None)
 
-from hub import LocalHub  # noqa: E402 - must come after the environment is fixed
+from tests.support.hub import LocalHub  # noqa: E402 - must come after the environment is fixed
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ contacts the hub, and writes only the state database (uses, and requests for on-
 models, which the next ``reconcile --apply`` picks up).  Several processes may use it at
 once; the database takes concurrent writers (WAL, busy timeout).
 
-The CLI (``reconcile request|use``) and the HTTP handler (``controller.api.routes``) are thin
+The CLI (``reconcile request|use``) and the HTTP API (``controller.api.app``) are thin
 doors onto this class, so all three give the same answers.
 """
 
@@ -35,7 +35,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
@@ -47,12 +46,12 @@ from controller.domain.status import Failure, ModelStatus, StatusReport
 from controller.domain.usage import window_start
 from controller.engine import status_file
 from controller.engine.observe import observe
-from controller.manifest.loader import load_manifests, to_desired
+from controller.manifest.desired import to_desired
+from controller.manifest.loader import load_manifests
 from controller.planning import availability
 from controller.planning.availability import ModelRequestResult
-from controller.store import leases
+from controller.store import StateStore, leases
 from controller.store.leases import HeldLease
-from controller.store.state import StateStore
 from controller.system.clock import utcnow
 
 Clock = Callable[[], datetime]
@@ -110,7 +109,7 @@ class ModelAvailability:
     ) -> None:
         """``manifests`` is a manifest file or directory, as for ``reconcile -f``.
 
-        Raises :class:`controller.manifest.loader.ManifestError` when the manifests are invalid.
+        Raises :class:`controller.manifest.problems.ManifestError` when the manifests are invalid.
         """
         self._init(to_desired(load_manifests(Path(manifests))), clock)
 
@@ -158,7 +157,8 @@ class ModelAvailability:
             if self._nudge:
                 # A running controller would see the request at its next resync; asking it
                 # now makes the wait the download's, not the resync interval's.
-                discovery.nudge(self.desired.state_dir, f"/v1/models/{quote(name)}/request")
+                # Declared names are URL-safe ([A-Za-z0-9._-]): the path needs no quoting.
+                discovery.nudge(self.desired.state_dir, f"/v1/models/{name}/request")
         return availability.answer(name, self.desired, self._snapshot(observed, now))
 
     def record_use(self, name: str, generation_seconds: float | None = None) -> UseRecorded:
@@ -178,7 +178,7 @@ class ModelAvailability:
         The lease lives in the state database, so every process sees it.  A background
         thread renews it every ``ttl_seconds / 3``; it is void as soon as this process is
         gone, or once its heartbeat is older than ``ttl_seconds``.  Entering raises
-        :class:`controller.store.state.BeingEvictedError` while retention is evicting the model.
+        :class:`controller.store.BeingEvictedError` while retention is evicting the model.
         It records no use: call :meth:`record_use` for that.
         """
         if name not in self._models:
@@ -270,7 +270,7 @@ class ModelAvailability:
                     "`reconcile --watch`, or pass url="
                 )
             url = running.url
-        return Follower(url, callback, kinds=kinds, token=os.environ.get(discovery.TOKEN_ENV))
+        return Follower(url, callback, kinds=kinds, token=discovery.token_from_env())
 
     def status_report(self) -> StatusReport:
         """The live status of every model, computed now from the cache and the state."""

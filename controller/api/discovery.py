@@ -1,7 +1,7 @@
 """Where to reach the running controller: ``<state>/controller.json``, and a nudge to it.
 
-The controller publishes who it is and where its HTTP API listens beside its lock on the
-cache (``controller.runtime.instance``), so that clients -- the CLI's ``request`` and
+The controller publishes who it is and where its HTTP API listens beside its claim on the
+cache (``controller.runtime.claim``), so that clients -- the CLI's ``request`` and
 ``pause``, an application's :class:`~controller.api.client.ModelAvailability` -- find it and
 ask it to act now instead of at its next resync.
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx2
 
 INFO_NAME = "controller.json"
 TOKEN_ENV = "MODELSYNC_API_TOKEN"  # the API's bearer token, for servers and clients alike
@@ -41,12 +42,15 @@ def nudge(state_dir: str | os.PathLike[str], path: str) -> bool:
     running = read_info(state_dir)
     if running is None:
         return False
-    request = urllib.request.Request(running.url + path, data=b"", method="POST")
-    token = os.environ.get(TOKEN_ENV)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
+    token = token_from_env()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(request, timeout=NUDGE_TIMEOUT_SECONDS):
-            return True
-    except OSError:  # gone, or busy: the next resync picks the request up anyway
+        response = httpx2.post(running.url + path, headers=headers, timeout=NUDGE_TIMEOUT_SECONDS)
+    except httpx2.HTTPError:  # gone, or busy: the next resync picks the request up anyway
         return False
+    return response.is_success
+
+
+def token_from_env() -> str | None:
+    """The API's bearer token, if this process was given one."""
+    return os.environ.get(TOKEN_ENV) or None

@@ -1,23 +1,21 @@
 """The controller's event stream: phase changes, transfer progress, passes, manifest loads.
 
 One in-process :class:`EventBus` carries them from the loop to every listener: the HTTP
-server's ``GET /v1/events`` (server-sent events), the log, a terminal.  Publishing never
-blocks the loop: each subscriber has a bounded queue, and one that falls that far behind is
-dropped (its stream ends; an SSE client reconnects and reads the current state afresh)
-rather than slowing downloads down or growing without bound.
+API's ``GET /v1/events`` (server-sent events, :mod:`controller.api.app`), the log, a
+terminal.  Publishing never blocks the loop: each subscriber has a bounded queue, and one
+that falls that far behind is dropped (its stream ends; an SSE client reconnects and reads
+the current state afresh) rather than slowing downloads down or growing without bound.
 
-:func:`follow` is the other end: it reads a controller's stream over HTTP, which is how
+:class:`Follower` is the other end: it reads a controller's stream over HTTP, which is how
 :meth:`controller.api.client.ModelAvailability.subscribe` delivers the seed's status and
 progress callbacks to applications.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
-import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,11 +23,15 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+import httpx2
+
 from controller.system.clock import utcnow
 
 log = logging.getLogger("modelsync.events")
 
 SUBSCRIBER_QUEUE = 1024  # events a subscriber may lag behind before it is dropped
+KEEPALIVE_SECONDS = 15.0  # an SSE comment this often: proxies keep the stream, we see a gone client
+READ_TIMEOUT = 60.0  # seconds a follower waits for a line before it reconnects
 
 
 class EventKind(str, Enum):
@@ -58,11 +60,22 @@ class Event:
 
 
 class Subscription:
-    """One subscriber's queue; iterate with :meth:`get` until it returns None after close."""
+    """One subscriber's queue; iterate with :meth:`get` until it returns None after close.
 
-    def __init__(self, bus: EventBus, kinds: frozenset[EventKind] | None) -> None:
+    ``wake``, when given, is called (in the publishing thread) whenever an event is queued or
+    the subscription ends: an asyncio reader waits for it instead of holding a thread in
+    :meth:`get`.
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        kinds: frozenset[EventKind] | None,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
         self._bus = bus
         self.kinds = kinds
+        self._wake = wake
         self._queue: deque[Event] = deque()
         self._ready = threading.Condition()
         self.closed = False
@@ -78,6 +91,7 @@ class Subscription:
             else:
                 self._queue.append(event)
             self._ready.notify_all()
+        self._notify()
 
     def get(self, timeout: float | None = None) -> Event | None:
         """The next event; None after ``timeout`` seconds or once closed and drained."""
@@ -95,6 +109,14 @@ class Subscription:
         with self._ready:
             self.closed = True
             self._ready.notify_all()
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._wake is not None:
+            try:
+                self._wake()
+            except Exception:  # a reader's bug must not stop the loop that publishes
+                log.exception("event subscriber's wake-up failed")
 
     def __enter__(self) -> Subscription:
         return self
@@ -125,8 +147,10 @@ class EventBus:
                 log.exception("event listener failed on %s", event.kind.value)
         return event
 
-    def subscribe(self, kinds: Iterable[EventKind] | None = None) -> Subscription:
-        subscription = Subscription(self, None if kinds is None else frozenset(kinds))
+    def subscribe(
+        self, kinds: Iterable[EventKind] | None = None, *, wake: Callable[[], None] | None = None
+    ) -> Subscription:
+        subscription = Subscription(self, None if kinds is None else frozenset(kinds), wake)
         with self._lock:
             self._subscribers.append(subscription)
         return subscription
@@ -135,6 +159,12 @@ class EventBus:
         with self._lock:
             if subscription in self._subscribers:
                 self._subscribers.remove(subscription)
+
+    @property
+    def subscribers(self) -> int:
+        """How many streams are open."""
+        with self._lock:
+            return len(self._subscribers)
 
     def listen(self, listener: Callable[[Event], None]) -> None:
         """Call ``listener`` in the publishing thread for every event (keep it quick)."""
@@ -207,19 +237,21 @@ class Follower:
         while not self._closed.is_set():
             try:
                 self._read_stream()
-            except OSError as e:
+            except (httpx2.HTTPError, OSError) as e:
                 log.debug("event stream %s: %s", self.url, e)
             self.connected.clear()
             self._closed.wait(self.reconnect_seconds)
 
     def _read_stream(self) -> None:
-        request = urllib.request.Request(self.url, headers={"Accept": "text/event-stream"})
+        headers = {"Accept": "text/event-stream"}
         if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        with contextlib.closing(urllib.request.urlopen(request, timeout=60)) as response:
+            headers["Authorization"] = f"Bearer {self.token}"
+        # The read timeout outlasts the server's keep-alive comments several times over: a
+        # stream that stays silent that long is dead, and is reconnected.
+        with httpx2.stream("GET", self.url, headers=headers, timeout=READ_TIMEOUT) as response:
+            response.raise_for_status()
             self.connected.set()
-            lines = (raw.decode("utf-8").rstrip("\r\n") for raw in response)
-            for _, data in parse_sse(lines):
+            for _, data in parse_sse(response.iter_lines()):
                 if self._closed.is_set():
                     return
                 try:

@@ -1,21 +1,36 @@
-"""``GET /metrics``: the controller's numbers in the Prometheus text format (version 0.0.4).
+"""``GET /metrics``: the controller's numbers for Prometheus, through ``prometheus_client``.
 
-:class:`Metrics` counts what happens (passes, their duration, verification failures) and
-:func:`render` turns a :class:`Sample` of it, with the latest status, into text.  Written by
-hand: the format is a few lines of text, and the controller needs no client library for it.
+:class:`Metrics` counts what happens (passes, their duration, verification failures); each
+scrape takes a :class:`Sample` of it with the latest status, and :class:`SampleCollector` turns
+that into metric families.  :func:`registry` puts it beside the process collector
+(``process_resident_memory_bytes``, ``process_cpu_seconds_total``, open files...) in a
+registry of the controller's own, and :func:`exposition` writes the registry in the format the
+scraper asks for (Prometheus text 0.0.4 by default, OpenMetrics when accepted).
+
+The counts stay plain integers under a lock rather than ``prometheus_client.Counter`` objects:
+those also publish ``*_created`` series, which the controller never published, and the
+numbers are read at scrape time anyway, like the phases from the latest status.
 """
 
 from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 from controller.domain import Disk, Phase
 from controller.domain.status import StatusReport
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Seconds: a pass with nothing to do takes well under a second; one that downloads a
 # 60 GB model takes hours.
@@ -38,7 +53,7 @@ class Sample:
 
 @dataclass
 class Metrics:
-    """What the loop counts; thread-safe (the HTTP server reads while the loop writes)."""
+    """What the loop counts; thread-safe (the HTTP API reads while the loop writes)."""
 
     verify_failures: dict[str, int] = field(default_factory=dict)
     passes: int = 0
@@ -85,78 +100,115 @@ class Metrics:
             )
 
 
-def render(s: Sample) -> str:
-    out: list[str] = []
-    models = s.report.models if s.report is not None else ()
+class SampleCollector(Collector):
+    """The controller's metric families, from a fresh :class:`Sample` at every scrape."""
 
-    def family(name: str, kind: str, text: str) -> None:
-        out.append(f"# HELP {name} {text}")
-        out.append(f"# TYPE {name} {kind}")
+    def __init__(self, sample: Callable[[], Sample]) -> None:
+        self._sample = sample
 
-    def line(name: str, value: float, **labels: str) -> None:
-        inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-        out.append(f"{name}{{{inner}}} {_number(value)}" if labels else f"{name} {_number(value)}")
+    def describe(self) -> Iterable[Metric]:
+        # Nothing to check for clashes at registration: the families depend on the status.
+        return ()
 
-    family("modelsync_model_phase", "gauge", "1 for the phase each model is in, 0 for the others.")
-    for m in models:
-        for phase in Phase:
-            line("modelsync_model_phase", int(m.phase is phase), model=m.name, phase=phase.value)
-    family("modelsync_model_size_bytes", "gauge", "Bytes of each model's selected files on disk.")
-    for m in models:
-        line("modelsync_model_size_bytes", m.size_on_disk, model=m.name)
-    family("modelsync_model_expected_bytes", "gauge", "Bytes each model's selected files take.")
-    for m in models:
-        line("modelsync_model_expected_bytes", m.expected_size, model=m.name)
-    family("modelsync_model_update_available", "gauge", "1 when the revision moved upstream.")
-    for m in models:
-        line("modelsync_model_update_available", int(m.update_available), model=m.name)
-    family("modelsync_ready", "gauge", "1 when every `always` model is AVAILABLE.")
-    line("modelsync_ready", int(s.ready))
+    def collect(self) -> Iterator[Metric]:
+        s = self._sample()
+        models = s.report.models if s.report is not None else ()
 
-    family("modelsync_downloaded_bytes_total", "counter", "Bytes downloaded since start.")
-    for model, count in sorted(s.downloaded_bytes.items()):
-        line("modelsync_downloaded_bytes_total", count, model=model)
-    family("modelsync_verify_failures_total", "counter", "Files found damaged since start.")
-    for model, count in sorted(s.verify_failures.items()):
-        line("modelsync_verify_failures_total", count, model=model)
-
-    family("modelsync_reconciles_total", "counter", "Reconcile passes since start.")
-    line("modelsync_reconciles_total", s.passes)
-    family(
-        "modelsync_reconcile_errors_total",
-        "counter",
-        "Passes that raised, or ended with failed models or plan errors.",
-    )
-    line("modelsync_reconcile_errors_total", s.pass_errors)
-    family("modelsync_reconcile_duration_seconds", "histogram", "How long each pass took.")
-    for bound, count in zip(DURATION_BUCKETS, s.duration_buckets, strict=True):
-        line("modelsync_reconcile_duration_seconds_bucket", count, le=_number(bound))
-    line("modelsync_reconcile_duration_seconds_bucket", s.passes, le="+Inf")
-    line("modelsync_reconcile_duration_seconds_sum", s.duration_sum)
-    line("modelsync_reconcile_duration_seconds_count", s.passes)
-
-    used = s.report.summary.size_on_disk if s.report is not None else 0
-    family("modelsync_disk_used_bytes", "gauge", "Bytes the declared models take on disk.")
-    line("modelsync_disk_used_bytes", used)
-    if s.budget_bytes is not None:
-        family(
-            "modelsync_disk_budget_bytes",
-            "gauge",
-            "retention.max_storage_usage_percent of the cache's filesystem.",
+        phase = GaugeMetricFamily(
+            "modelsync_model_phase",
+            "1 for the phase each model is in, 0 for the others.",
+            labels=["model", "phase"],
         )
-        line("modelsync_disk_budget_bytes", s.budget_bytes)
-    if s.disk is not None:
-        family("modelsync_filesystem_size_bytes", "gauge", "Size of the cache's filesystem.")
-        line("modelsync_filesystem_size_bytes", s.disk.total)
-        family("modelsync_filesystem_free_bytes", "gauge", "Free bytes on the cache's filesystem.")
-        line("modelsync_filesystem_free_bytes", s.disk.free)
-    return "\n".join(out) + "\n"
+        size = GaugeMetricFamily(
+            "modelsync_model_size_bytes",
+            "Bytes of each model's selected files on disk.",
+            labels=["model"],
+        )
+        expected = GaugeMetricFamily(
+            "modelsync_model_expected_bytes",
+            "Bytes each model's selected files take.",
+            labels=["model"],
+        )
+        update = GaugeMetricFamily(
+            "modelsync_model_update_available",
+            "1 when the revision moved upstream.",
+            labels=["model"],
+        )
+        for m in models:
+            for p in Phase:
+                phase.add_metric([m.name, p.value], int(m.phase is p))
+            size.add_metric([m.name], m.size_on_disk)
+            expected.add_metric([m.name], m.expected_size)
+            update.add_metric([m.name], int(m.update_available))
+        yield from (phase, size, expected, update)
+        yield GaugeMetricFamily(
+            "modelsync_ready", "1 when every `always` model is AVAILABLE.", value=int(s.ready)
+        )
+
+        yield _by_model(
+            "modelsync_downloaded_bytes_total", "Bytes downloaded since start.", s.downloaded_bytes
+        )
+        yield _by_model(
+            "modelsync_verify_failures_total", "Files found damaged since start.", s.verify_failures
+        )
+        yield CounterMetricFamily(
+            "modelsync_reconciles_total", "Reconcile passes since start.", value=s.passes
+        )
+        yield CounterMetricFamily(
+            "modelsync_reconcile_errors_total",
+            "Passes that raised, or ended with failed models or plan errors.",
+            value=s.pass_errors,
+        )
+        buckets = [
+            (repr(bound), count)
+            for bound, count in zip(DURATION_BUCKETS, s.duration_buckets, strict=True)
+        ]
+        yield HistogramMetricFamily(
+            "modelsync_reconcile_duration_seconds",
+            "How long each pass took.",
+            buckets=[*buckets, ("+Inf", s.passes)],
+            sum_value=s.duration_sum,
+        )
+
+        used = s.report.summary.size_on_disk if s.report is not None else 0
+        yield GaugeMetricFamily(
+            "modelsync_disk_used_bytes", "Bytes the declared models take on disk.", value=used
+        )
+        if s.budget_bytes is not None:
+            yield GaugeMetricFamily(
+                "modelsync_disk_budget_bytes",
+                "retention.max_storage_usage_percent of the cache's filesystem.",
+                value=s.budget_bytes,
+            )
+        if s.disk is not None:
+            yield GaugeMetricFamily(
+                "modelsync_filesystem_size_bytes",
+                "Size of the cache's filesystem.",
+                value=s.disk.total,
+            )
+            yield GaugeMetricFamily(
+                "modelsync_filesystem_free_bytes",
+                "Free bytes on the cache's filesystem.",
+                value=s.disk.free,
+            )
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def registry(sample: Callable[[], Sample]) -> CollectorRegistry:
+    """A registry of the controller's own: its families and the process's (memory, CPU)."""
+    own = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=own)
+    own.register(SampleCollector(sample))
+    return own
 
 
-def _number(value: float) -> str:
-    # Integers exactly (byte counts exceed a float's %g precision); floats round-trip.
-    return str(value) if isinstance(value, int) else repr(value)
+def exposition(source: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
+    """The registry's text in the format ``accept`` asks for, and its content type."""
+    encode, content_type = choose_encoder(accept or "")
+    return encode(source), content_type
+
+
+def _by_model(name: str, documentation: str, counts: Mapping[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=["model"])
+    for model, count in sorted(counts.items()):
+        family.add_metric([model], count)
+    return family

@@ -20,17 +20,18 @@ For one revision's entries:
 5. remove the repo folder when nothing but empty directories and markers is left;
 6. close the journal and forget the ownership and verifications of what went.
 
-Killed anywhere, the journal entry stays open, the next plan proposes the deletion again
-(``Interrupted``), and running these steps again finishes it: each one is idempotent.  The
-only instant ``scan_cache_dir`` could object to is between the last two calls of step 5
-(the empty ``snapshots/`` is gone, the folder not yet), and the next apply removes the folder.
+Steps 2 to 5 are each a function of their own (:func:`remove_refs`, :func:`unlink_entries`,
+:func:`remove_unlinked_blobs`, :func:`remove_if_empty`).  Killed anywhere, the journal entry
+stays open, the next plan proposes the deletion again (``Interrupted``), and running these
+steps again finishes it: each one is idempotent.  The only instant ``scan_cache_dir`` could
+object to is between the last two calls of step 5 (the empty ``snapshots/`` is gone, the
+folder not yet), and the next apply removes the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -38,12 +39,8 @@ from pathlib import Path
 from controller.cache import layout
 from controller.cache.blob_lock import blob_lock
 from controller.domain import Action, Lease, Reason
-from controller.store.state import InUseError, StateStore
+from controller.store import InUseError, StateStore
 from reconcilers.base import FileOutcome
-
-# Test-only: the path of a file to create, after step 3, before waiting forever.  The
-# crash-safety test kills the process there, deterministically between the two halves.
-HOLD_ENV = "MODELSYNC_TEST_HOLD_DELETION"
 
 # What a repo folder holds besides its snapshots, refs and blobs, none of it worth keeping
 # once those are gone: huggingface_hub's negative cache and tree listings, and modelsync's
@@ -80,15 +77,12 @@ def delete(
         layout.snapshot_path(cache_dir, action.repo, action.commit, f.path) for f in action.files
     ]
     if not _others_in(snapshot, set(entries)):
-        _remove_refs(folder / "refs", action.commit)
-    for entry in entries:
-        entry.unlink(missing_ok=True)
-        _prune_empty(entry.parent, stop=snapshot.parent)
-    _hold_for_test()
-    gone = _remove_unlinked_blobs(cache_dir, action.repo, {f.etag for f in action.files if f.etag})
+        remove_refs(folder / "refs", action.commit)
+    unlink_entries(entries, snapshot)
+    gone = remove_unlinked_blobs(cache_dir, action.repo, {f.etag for f in action.files if f.etag})
     for etag in gone:
         store.forget_verification(action.repo, etag)
-    _remove_if_empty(folder)
+    remove_if_empty(folder)
     paths = [f.path for f in action.files]
     store.finish_deletion(journal, clock(), repo=action.repo, commit=action.commit, paths=paths)
     return tuple(FileOutcome(f.path, ok=True) for f in action.files)
@@ -104,17 +98,22 @@ def _others_in(snapshot: Path, ours: set[Path]) -> bool:
     return False
 
 
-def _remove_refs(refs: Path, commit: str) -> None:
+def remove_refs(refs: Path, commit: str) -> None:
+    """Step 2: remove every ref under ``refs`` that names ``commit``."""
     for dirpath, _dirs, names in os.walk(refs):
         for name in names:
             ref = Path(dirpath) / name
-            try:
-                if ref.read_text().strip() != commit:
-                    continue
-            except OSError:
+            if layout.read_ref(ref) != commit:
                 continue
             ref.unlink(missing_ok=True)
             _prune_empty(ref.parent, stop=refs)  # refs/pr/1 leaves refs/pr behind otherwise
+
+
+def unlink_entries(entries: Iterable[Path], snapshot: Path) -> None:
+    """Step 3: unlink a snapshot's entries, then the directories (and snapshot) left empty."""
+    for entry in entries:
+        entry.unlink(missing_ok=True)
+        _prune_empty(entry.parent, stop=snapshot.parent)
 
 
 def _prune_empty(directory: Path, *, stop: Path) -> None:
@@ -141,7 +140,8 @@ def _linked_blobs(folder: Path) -> set[str]:
     return linked
 
 
-def _remove_unlinked_blobs(cache_dir: Path, repo: str, etags: Iterable[str]) -> list[str]:
+def remove_unlinked_blobs(cache_dir: Path, repo: str, etags: Iterable[str]) -> list[str]:
+    """Step 4: remove those of ``etags`` that no snapshot entry links; returns the removed."""
     folder = layout.repo_folder(cache_dir, repo)
     gone = []
     for etag in sorted(etags):
@@ -156,8 +156,8 @@ def _remove_unlinked_blobs(cache_dir: Path, repo: str, etags: Iterable[str]) -> 
     return gone
 
 
-def _remove_if_empty(folder: Path) -> None:
-    """Remove a repo folder that holds no snapshot entry, ref or blob any more.
+def remove_if_empty(folder: Path) -> None:
+    """Step 5: remove a repo folder that holds no snapshot entry, ref or blob any more.
 
     Anything else in it that modelsync does not know (another tool's file) keeps it.
     ``snapshots/`` goes last: a folder without it is what ``scan_cache_dir`` objects to.
@@ -190,10 +190,3 @@ def _rmtree(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.rmdir()
 
-
-def _hold_for_test() -> None:
-    marker = os.environ.get(HOLD_ENV)
-    if not marker:
-        return
-    Path(marker).write_text(str(os.getpid()))
-    threading.Event().wait()  # until the test kills this process

@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 
+from controller.domain import COMMIT_RE, SHA256_RE
 from controller.system.cancel import Cancelled
 
 # Large enough that per-call overhead vanishes and hashlib releases the GIL for each update;
 # small enough that a pool of hashing threads stays within a modest memory budget.
 CHUNK_SIZE = 8 * 1024 * 1024
-
-_SHA256_ETAG = re.compile(r"^[0-9a-f]{64}$")
-_GIT_SHA1_ETAG = re.compile(r"^[0-9a-f]{40}$")
 
 
 class HashKind(str, Enum):
@@ -37,14 +34,23 @@ class HashKind(str, Enum):
     GIT_BLOB_SHA1 = "git-blob-sha1"  # files in git: etag is sha1(b"blob <size>\0" + content)
 
     @classmethod
+    def of_blob_name(cls, name: str) -> HashKind | None:
+        """The digest kind a blob's file name in the cache is written in (lower-case hex, as
+        huggingface_hub names blobs); None for any other name, such as an ``.incomplete``
+        download.  A git blob sha1 has the shape of a commit id: 40 hex digits."""
+        if SHA256_RE.match(name):
+            return cls.SHA256
+        if COMMIT_RE.match(name):
+            return cls.GIT_BLOB_SHA1
+        return None
+
+    @classmethod
     def for_etag(cls, etag: str) -> HashKind:
         """The digest kind an etag names; ``ValueError`` for anything else."""
-        normalized = etag.lower()
-        if _SHA256_ETAG.match(normalized):
-            return cls.SHA256
-        if _GIT_SHA1_ETAG.match(normalized):
-            return cls.GIT_BLOB_SHA1
-        raise ValueError(f"etag {etag!r} is neither a sha256 nor a git blob sha1")
+        kind = cls.of_blob_name(etag.lower())
+        if kind is None:
+            raise ValueError(f"etag {etag!r} is neither a sha256 nor a git blob sha1")
+        return kind
 
 
 class HashSizeError(ValueError):
@@ -129,9 +135,17 @@ def feed_from(
     return fed
 
 
-def _hash_file(
+def digest_bytes(data: bytes, kind: HashKind) -> str:
+    """The etag of content held in memory: its sha256, or its git blob sha1."""
+    hasher = BlobHasher(kind, len(data))
+    hasher.update(data)
+    return hasher.hexdigest()
+
+
+def digest_file(
     path: str | os.PathLike[str], kind: HashKind, stop: Callable[[], bool] | None = None
 ) -> str:
+    """The etag of a file's content in the form ``kind``, read in chunks (any size)."""
     with open(path, "rb", buffering=0) as f:
         # fstat of the open file, not a stat of the path: it is the file we are reading.
         size = os.fstat(f.fileno()).st_size if kind is HashKind.GIT_BLOB_SHA1 else None
@@ -145,12 +159,12 @@ def _hash_file(
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    return _hash_file(path, HashKind.SHA256)
+    return digest_file(path, HashKind.SHA256)
 
 
 def git_blob_sha1_file(path: str | os.PathLike[str]) -> str:
     """The id ``git hash-object`` gives the file: sha1 of ``blob <size>\\0`` + content."""
-    return _hash_file(path, HashKind.GIT_BLOB_SHA1)
+    return digest_file(path, HashKind.GIT_BLOB_SHA1)
 
 
 def digest_for_etag(
@@ -160,7 +174,7 @@ def digest_for_etag(
 
     ``stop`` is asked between chunks (:class:`~controller.system.cancel.Cancelled` once it says so).
     """
-    return _hash_file(path, HashKind.for_etag(etag), stop)
+    return digest_file(path, HashKind.for_etag(etag), stop)
 
 
 def check_blob(

@@ -15,7 +15,7 @@ from pathlib import Path
 from controller.cache.formats import safetensors_problem
 from controller.cache.hashing import check_blob
 from controller.domain import CachedFile, FileWork, Reason, Verification
-from controller.store.state import StateStore
+from controller.store import StateStore
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from manifests and from a hub, and neither is trusted.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from datetime import datetime, timezone
@@ -17,6 +18,10 @@ from controller.domain import CachedFile, CachedRepo, PartialFile
 
 QUARANTINE_DIR = ".quarantine"
 MODEL_PREFIX = "models--"
+# The layout stores a tag like a branch (``refs/<name>``, what the client writes when asked
+# for either), so a repo folder served by ``reconcile serve`` may name its tags in this
+# sidecar, modelsync's own addition, which ``scan_cache_dir`` ignores.
+TAGS_FILE = ".modelsync-tags"
 
 
 class UnsafePathError(ValueError):
@@ -74,6 +79,43 @@ def quarantine_path(cache_dir: Path, repo: str, etag: str) -> Path:
     return _inside(folder / QUARANTINE_DIR, folder / QUARANTINE_DIR / etag)
 
 
+def check_repo_path(path: str) -> str:
+    """A path in a repo exactly as the hub spells one: relative, '/'-separated, no empty, '.'
+    or '..' part, no backslash or NUL.  Stricter than :func:`check_relative`: it refuses
+    every other spelling of a name rather than only the ones that escape."""
+    if not _is_repo_path(path):
+        raise UnsafePathError(f"invalid path in repo: {path!r}")
+    return path
+
+
+def check_ref_name(name: str) -> str:
+    """A ref's name: it may nest (``refs/pr/1``) but must stay inside ``refs/``, and no part
+    starts with '.', which git refuses and which is how temporary files are named."""
+    if not _is_repo_path(name) or any(p.startswith(".") for p in name.split("/")):
+        raise UnsafePathError(f"invalid ref name: {name!r}")
+    return name
+
+
+def _is_repo_path(path: str) -> bool:
+    parts = path.split("/")
+    return bool(path) and not any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts)
+
+
+def read_ref(ref: Path) -> str | None:
+    """The commit the ref file ``ref`` names, or None when there is no ref (yet) to read."""
+    stamped = _read_ref_stamped(ref)
+    return None if stamped is None else stamped[0]
+
+
+def read_tags(folder: Path) -> frozenset[str]:
+    """The names under a repo folder's ``refs/`` that are tags (see :data:`TAGS_FILE`)."""
+    try:
+        names = json.loads((folder / TAGS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return frozenset()
+    return frozenset(str(n) for n in names)
+
+
 def check_relative(path: str) -> None:
     """Reject file names that could address something outside a snapshot."""
     parts = path.replace("\\", "/").split("/")
@@ -126,16 +168,24 @@ def _read_refs(refs_dir: Path) -> tuple[dict[str, str], dict[str, datetime]]:
     for dirpath, _dirs, names in os.walk(refs_dir):
         for name in names:
             path = Path(dirpath) / name
-            key = path.relative_to(refs_dir).as_posix()
-            try:
-                with path.open() as f:
-                    commit = f.read().strip()
-                    mtime = os.fstat(f.fileno()).st_mtime
-            except OSError:
-                continue
-            refs[key] = commit
-            times[key] = datetime.fromtimestamp(mtime, tz=timezone.utc)
+            stamped = _read_ref_stamped(path)
+            if stamped is not None:
+                key = path.relative_to(refs_dir).as_posix()
+                refs[key], times[key] = stamped
     return refs, times
+
+
+def _read_ref_stamped(ref: Path) -> tuple[str, datetime] | None:
+    """A ref's commit and the time its file was last written, both from one open file."""
+    try:
+        # Refs are hex; "replace" turns a damaged one into a value no check accepts, instead
+        # of an exception in the middle of reading a whole cache.
+        with ref.open(encoding="ascii", errors="replace") as f:
+            commit = f.read().strip()
+            mtime = os.fstat(f.fileno()).st_mtime
+    except OSError:
+        return None
+    return commit, datetime.fromtimestamp(mtime, tz=timezone.utc)
 
 
 def _read_snapshots(folder: Path) -> dict[str, dict[str, CachedFile]]:

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from controller.domain import Action, ActionKind, BudgetFit, Plan, Reason
-from controller.domain.budget import numbers as budget_numbers
 from controller.domain.status import StatusReport
 from controller.domain.units import human_bytes, plural
 from controller.domain.usage import format_rate
@@ -150,7 +149,7 @@ def _retention_lines(plan: Plan) -> list[str]:
         ]
         lines += _action_lines(recommended)
     if plan.budget is not None:
-        lines += ["", f"Disk budget: {budget_numbers(plan.budget)}."]
+        lines += ["", retention_view.budget_line(plan.budget)]
     if plan.unmanaged:
         lines += ["", "Not modelsync's (other tools' files; never deleted):"]
         lines += [
@@ -204,7 +203,9 @@ def results_to_text(results: Sequence[ActionResult]) -> str:
         lines.append(f"  {mark:<6} {a.kind.value} {a.model}: {what}")
         for o in r.outcomes:
             if o.repaired:
-                lines.append(f"         {o.path}: was damaged ({o.repaired}); fetched again")
+                # Damage found while verifying is fetched again at once; that may fail too.
+                again = "fetched again" if o.ok else "fetching it again failed:"
+                lines.append(f"         {o.path}: was damaged ({o.repaired}); {again}")
             if not o.ok:
                 lines.append(f"         {o.detail}")
     return "\n".join(lines) + "\n"

@@ -11,8 +11,10 @@ from enum import Enum
 
 # The one schema version of everything modelsync reads or writes: manifests, locks, status.
 API_VERSION = "modelsync/v1"
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# A commit id and a sha256 as hex, whole: ``\Z`` rather than ``$``, which would also accept a
+# trailing newline (a ref file's, say) and so pass for a different string than it checked.
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}\Z")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def is_commit(revision: str) -> bool:

@@ -144,10 +144,16 @@ def usage_floor(uses: float) -> Priority:
 
 def effective_priority(model: DesiredModel, uses: float) -> Priority:
     """Usage raises a priority to its floor; it never lowers a declared one."""
+    return raised_priority(model.priority, uses)
+
+
+def raised_priority(declared: Priority, uses: float) -> Priority:
+    """:func:`effective_priority` from the declared priority alone, for a status file's
+    entry, which records the declared priority but not the rest of the model."""
     floor = usage_floor(uses)
-    if model.priority is Priority.AUTO:
+    if declared is Priority.AUTO:
         return floor
-    return model.priority if model.priority.rank <= floor.rank else floor
+    return declared if declared.rank <= floor.rank else floor
 
 
 def priority_reason(model: DesiredModel, uses: float) -> str:

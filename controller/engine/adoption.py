@@ -17,7 +17,7 @@ from datetime import datetime
 from controller.domain import Observation
 from controller.domain.assessment import Assessment
 from controller.domain.selection import selects
-from controller.store.state import StateStore
+from controller.store import StateStore
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ application may have resolved a path in it just before the switch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from controller.domain import Action, ActionKind, Phase, Plan, Reason
@@ -31,8 +31,6 @@ _RECONCILERS = {
     ActionKind.DELETE: retention.apply,
 }
 
-PhaseListener = Callable[[dict[str, Phase], dict[str, Failure]], None]
-
 
 @dataclass(frozen=True)
 class ApplyOutcome:
@@ -47,53 +45,96 @@ class ApplyOutcome:
         return not self.failures
 
 
-def apply_plan(
-    plan: Plan,
-    workspace: Workspace,
-    *,
-    on_phase: PhaseListener | None = None,
-    should_stop: Callable[[str], bool] | None = None,
-) -> ApplyOutcome:
-    """``on_phase`` is told each time a model enters or leaves a transfer phase.
+@dataclass(frozen=True)
+class PhaseChange:
+    """Where an apply stands each time a model enters or leaves a transfer phase."""
 
-    ``should_stop(model)`` is asked before each model; a model whose work is stopped
-    meanwhile (the workspace raises :class:`~controller.system.cancel.Cancelled`) keeps its ref
-    where it was and the next model goes on.
+    in_progress: dict[str, Phase]  # models transferring now
+    failures: dict[str, Failure]  # models failed so far
+
+
+class ApplyRun:
+    """One apply of a plan, model by model.
+
+    Iterating :meth:`phase_changes` carries the plan out and hands the caller each phase
+    change as it happens (the pass writes the status from them); :attr:`outcome` is the
+    result once the iteration has ended.  The caller drives, so apply never calls back into
+    the pass that runs it.
     """
-    results: list[ActionResult] = []
-    failures: dict[str, Failure] = {}
-    in_progress: dict[str, Phase] = {}
-    stopped: list[str] = []
-    for model, actions in _by_model(plan.actions).items():
-        if should_stop is not None and should_stop(model):
-            stopped.append(model)
-            continue
-        transient = _transfer_phase(actions)
-        if transient is not None:
-            in_progress[model] = transient
-            if on_phase:
-                on_phase(dict(in_progress), dict(failures))
-        work = [a for a in actions if a.kind is not ActionKind.DELETE]
-        model_results, cancelled = _apply_model(work, workspace)
-        if not cancelled and _failure(model_results) is None:
-            if work:
-                workspace.point_ref(work[-1])
-            # Deletions run last, and only once the model's other work succeeded and its ref
-            # moved (an old revision is planned only a grace period after its switch).
-            deletions = [a for a in actions if a.kind is ActionKind.DELETE]
-            deleted, cancelled = _apply_model(deletions, workspace)
-            model_results.extend(deleted)
-        results.extend(model_results)
-        failure = _failure(model_results)
-        if cancelled:
-            log.info("%s: stopped at a safe point; partial files are kept", model)
-            stopped.append(model)
-        elif failure is not None:
-            failures[model] = failure
-        in_progress.pop(model, None)
-        if on_phase:
-            on_phase(dict(in_progress), dict(failures))
-    return ApplyOutcome(tuple(results), failures, tuple(stopped))
+
+    def __init__(
+        self,
+        plan: Plan,
+        workspace: Workspace,
+        *,
+        should_stop: Callable[[str], bool] | None = None,
+    ) -> None:
+        """``should_stop(model)`` is asked before each model; a model whose work is stopped
+        meanwhile (the workspace raises :class:`~controller.system.cancel.Cancelled`) keeps its
+        ref where it was and the next model goes on."""
+        self._plan = plan
+        self._workspace = workspace
+        self._should_stop = should_stop
+        self._outcome: ApplyOutcome | None = None
+
+    @property
+    def outcome(self) -> ApplyOutcome:
+        if self._outcome is None:
+            raise RuntimeError("the apply has not run to its end")
+        return self._outcome
+
+    def phase_changes(self) -> Iterator[PhaseChange]:
+        results: list[ActionResult] = []
+        failures: dict[str, Failure] = {}
+        in_progress: dict[str, Phase] = {}
+        stopped: list[str] = []
+        for model, actions in _by_model(self._plan.actions).items():
+            if self._should_stop is not None and self._should_stop(model):
+                stopped.append(model)
+                continue
+            transient = _transfer_phase(actions)
+            if transient is not None:
+                in_progress[model] = transient
+                yield PhaseChange(dict(in_progress), dict(failures))
+            model_results, cancelled = _apply_one_model(actions, self._workspace)
+            results.extend(model_results)
+            failure = _failure(model_results)
+            if cancelled:
+                log.info("%s: stopped at a safe point; partial files are kept", model)
+                stopped.append(model)
+            elif failure is not None:
+                failures[model] = failure
+            in_progress.pop(model, None)
+            yield PhaseChange(dict(in_progress), dict(failures))
+        self._outcome = ApplyOutcome(tuple(results), failures, tuple(stopped))
+
+
+def apply_plan(
+    plan: Plan, workspace: Workspace, *, should_stop: Callable[[str], bool] | None = None
+) -> ApplyOutcome:
+    """The plan carried out to its end, for a caller with no use for the phase changes."""
+    run = ApplyRun(plan, workspace, should_stop=should_stop)
+    for _ in run.phase_changes():
+        pass
+    return run.outcome
+
+
+def _apply_one_model(
+    actions: list[Action], workspace: Workspace
+) -> tuple[list[ActionResult], bool]:
+    """One model's actions, its ref pointed and then its deletions; the results, and whether
+    its work was stopped midway."""
+    work = [a for a in actions if a.kind is not ActionKind.DELETE]
+    results, cancelled = _apply_actions(work, workspace)
+    if cancelled or _failure(results) is not None:
+        return results, cancelled
+    if work:
+        workspace.point_ref(work[-1])
+    # Deletions run last, and only once the model's other work succeeded and its ref moved
+    # (an old revision is planned only a grace period after its switch).
+    deletions = [a for a in actions if a.kind is ActionKind.DELETE]
+    deleted, cancelled = _apply_actions(deletions, workspace)
+    return [*results, *deleted], cancelled
 
 
 def _by_model(actions: tuple[Action, ...]) -> dict[str, list[Action]]:
@@ -112,7 +153,7 @@ def _transfer_phase(actions: list[Action]) -> Phase | None:
     return None
 
 
-def _apply_model(actions: list[Action], workspace: Workspace) -> tuple[list[ActionResult], bool]:
+def _apply_actions(actions: list[Action], workspace: Workspace) -> tuple[list[ActionResult], bool]:
     """The results of the model's actions, and whether its work was stopped midway."""
     results = []
     for action in actions:

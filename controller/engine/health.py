@@ -8,7 +8,6 @@ recorded (the model becomes CORRUPTED in the status); the next ``--apply`` repai
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -23,7 +22,7 @@ from controller.domain.assessment import Assessment
 from controller.engine.observe import observe
 from controller.engine.probe import run_probe
 from controller.planning.planner import assess_all
-from controller.store.state import StateStore
+from controller.store import StateStore
 from controller.system.cancel import Cancelled
 
 
@@ -177,16 +176,3 @@ def _check(
         store, a.model.repo, f, snapshot, clock, trust_unchanged=not full, stop=stop, known=known
     )
     return Check(a.model.name, f.path, found.ok, found.hashed, found.detail), f.size
-
-
-def terminal_progress(done: int, total: int) -> None:
-    """A one-line progress bar on a terminal; nothing when stderr is not one."""
-    if not sys.stderr.isatty() or total == 0:
-        return
-    width = 30
-    filled = int(width * done / total)
-    end = "\n" if done >= total else ""
-    sys.stderr.write(
-        f"\rverifying [{'#' * filled}{'.' * (width - filled)}] {100 * done / total:5.1f}%{end}"
-    )
-    sys.stderr.flush()

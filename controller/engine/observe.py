@@ -31,8 +31,7 @@ from controller.domain import (
 )
 from controller.domain.usage import derive, recent_start, window_start
 from controller.hub import revisions
-from controller.store import leases
-from controller.store.state import StateStore
+from controller.store import StateStore, leases
 
 
 def observe(

@@ -1,8 +1,18 @@
-"""One pass of the loop: desired + observed -> plan -> apply -> status.
+"""One pass: observe -> plan -> apply -> write status, from what was loaded.
 
-``reconcile --apply`` and the long-running controller both run passes through here, and
-``--plan`` uses the same observe and plan functions (``controller.engine.locking``), so the three
-ways of using modelsync cannot drift apart.
+The caller loads once (:func:`controller.manifest.lock_files.load`: the manifests and their lock
+files) and hands the result here.  :func:`reconcile` then runs each stage once, in order:
+
+1. **observe** the cache, the state store, the disk and (unless offline or pinned) the hub;
+2. **plan** (pure), and hand the plan to the caller before anything changes;
+3. **apply** the plan model by model, writing the status at every phase change -- a model
+   whose work ended is re-read alone, so its status says AVAILABLE at once;
+4. **observe** once more and **write the status** from what is on disk now.
+
+``reconcile --plan`` is stages 1 and 2 (:func:`plan_here`), or, for another machine, stage 2
+from the status file that machine wrote (:func:`plan_for_machine`).  ``reconcile --apply`` and
+the long-running controller both run :func:`reconcile`, so the three ways of using modelsync
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -13,20 +23,29 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from controller.domain import DesiredState, Phase, Plan, RemoteRevision
+from controller.domain import (
+    DesiredState,
+    Observation,
+    Plan,
+    Reason,
+    RemoteProblem,
+    RemoteRevision,
+)
+from controller.domain import budget as budgets
+from controller.domain.assessment import Assessment
 from controller.domain.budget import Budget
 from controller.domain.progress import Snapshot
 from controller.domain.status import Failure, StatusReport
 from controller.domain.usage import window_start
 from controller.engine import adoption, status_file
-from controller.engine.apply import ApplyOutcome, apply_plan
+from controller.engine.apply import ApplyOutcome, ApplyRun, PhaseChange
 from controller.engine.observe import observe, observe_models
 from controller.engine.progress import ProgressTracker
 from controller.engine.workspace import CacheWorkspace
-from controller.manifest.loader import Downloads
-from controller.planning import retention_view, status
-from controller.planning.planner import assess_all, plan, queue
-from controller.store.state import StateStore
+from controller.manifest.lock_files import RELOCK, Loaded
+from controller.planning import planner, retention_view, status
+from controller.planning.nodestate import ReportedModel, ReportedState, observation_from_status
+from controller.store import StateStore
 from controller.system.cancel import StopSignal
 from controller.system.clock import utcnow
 
@@ -38,10 +57,12 @@ STATUS_PROGRESS_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class PassHooks:
-    """What the long-running controller (``controller.runtime.loop``) plugs into a pass."""
+    """What a caller plugs into a pass: the CLI, or the long-running controller
+    (``controller.runtime.loop``)."""
 
     stop: StopSignal | None = None  # asks the pass to stop, wholly or one model's work
     progress: ProgressTracker | None = None  # hears every transfer; the status shows it
+    on_plan: Callable[[Plan], None] | None = None  # told the plan before it is applied
     on_status: Callable[[StatusReport], None] | None = None  # told every status written
     # Models in backoff after failing: no work this pass, reported with their last failure.
     held: Mapping[str, Failure] = field(default_factory=dict)
@@ -61,130 +82,319 @@ class Reconciled:
         return self.outcome.ok and not self.plan.errors
 
 
+class PlanRefused(Exception):
+    """A plan that cannot be made from what was given; the message says why."""
+
+
+# --------------------------------------------------------------------------- --plan
+
+
+def plan_here(
+    loaded: Loaded, *, offline: bool = False, budget: Budget | None = None, clock: Clock = utcnow
+) -> Plan:
+    """What a pass on this machine would do, changing nothing (not even the state directory).
+
+    ``budget`` (``--budget-bytes``) stands for the disk of the machine the plan is for; without
+    it, the plan keeps to retention.max_storage_usage_percent of this machine's cache disk.
+    """
+    now = clock()
+    observed = observe(loaded.desired, now=now, offline=offline, pinned=loaded.pinned)
+    if budget is not None:
+        # The budget stands for the machine's disk; this one (a CI runner's) says nothing.
+        observed = replace(observed, disk=None)
+    # The planner checks the budget itself, as retention chooses the evictions that make it
+    # fit.  It counts only what modelsync manages: what other programs keep on a shared disk
+    # is not modelsync's to count (the planner separately refuses transfers that exceed the
+    # free space), or every plan on a busy shared disk would fail.
+    return _plan(loaded, observed, now, budget=budget)
+
+
+def plan_for_machine(
+    loaded: Loaded, status_path: str, *, budget: Budget | None = None, clock: Clock = utcnow
+) -> Plan:
+    """What a pass would do on the machine that wrote ``status_path`` (``--state``), with the
+    file lists of its models from the lock; raises :class:`PlanRefused`."""
+    reported, on_disk = _read_status(status_path)
+    desired = loaded.desired
+    if not loaded.pinned and desired.models:
+        raise PlanRefused(
+            f"--state plans from the lock, and there is none that can be used; {RELOCK}"
+        )
+    remote: dict[str, RemoteRevision | RemoteProblem] = {
+        m.name: loaded.pinned.get(m.name)
+        or RemoteProblem(
+            Reason.HUB_UNREACHABLE,
+            f"no usable lock entry, and --state plans from the lock; {RELOCK}",
+        )
+        for m in desired.models
+        if not m.suspend
+    }
+    observed, notes = observation_from_status(desired, reported, remote)
+    the_plan = planner.plan(desired, observed, clock())
+    # Another machine: no cache to choose evictions from, only the total it reported.
+    if budget is None:
+        hint = (
+            "the machine's disk size is not in its status; pass --budget-bytes N to check "
+            "that the plan fits"
+        )
+        return _with(the_plan, warnings=(*loaded.warnings, *notes, hint))
+    over, note = budgets.check(the_plan, on_disk=on_disk, budget=budget)
+    return _with(the_plan, warnings=(*loaded.warnings, *notes, *note), errors=tuple(over))
+
+
+# --------------------------------------------------------------------------- the pass
+
+
 def reconcile(
-    desired: DesiredState,
+    loaded: Loaded,
     *,
-    downloads: Downloads | None = None,
     offline: bool = False,
     resolve: bool = True,
     clock: Clock = utcnow,
-    pinned: Mapping[str, RemoteRevision] | None = None,
     hooks: PassHooks | None = None,
     budget: Budget | None = None,
 ) -> Reconciled:
-    """``downloads`` is the manifest's ``spec.downloads`` (concurrency, bandwidth limit);
-    ``pinned``: models described by their lock entries, not by the hub; downloads are then
-    checked against the locked hashes.  ``budget``: the disk budget retention keeps to
-    (``--budget-bytes``; default: retention.max_storage_usage_percent of the cache's disk).
-    ``offline``: no request leaves the machine (files are only linked from cached blobs);
-    ``resolve=False``: the hub is not asked what revisions point to, but may serve files."""
-    settings = downloads or Downloads()
+    """One pass over what ``loaded`` declares.
+
+    Models its lock files pin are described by their lock entries, not by the hub, and their
+    downloads are checked against the locked hashes.  ``budget``: the disk budget retention
+    keeps to (``--budget-bytes``; default: retention.max_storage_usage_percent of the cache's
+    disk).  ``offline``: no request leaves the machine (files are only linked from cached
+    blobs); ``resolve=False``: the hub is not asked what revisions point to, but may serve
+    files.
+    """
     hooks = hooks or PassHooks()
+    desired = loaded.desired
     with StateStore.open(Path(desired.state_dir)) as store:
         store.prune_usage(window_start(clock(), desired.usage_window_days))
+
         asks_hub = resolve and not offline
-        observed = observe(desired, now=clock(), offline=not asks_hub, store=store, pinned=pinned)
-        before = assess_all(desired, observed)
-        the_plan = plan(desired, observed, clock(), assessments=before, budget=budget)
+        observed = observe(
+            desired, now=clock(), offline=not asks_hub, store=store, pinned=loaded.pinned
+        )
+
+        assessments = planner.assess_all(desired, observed)
+        the_plan = _plan(loaded, observed, clock(), assessments=assessments, budget=budget)
         if hooks.held:
             kept = tuple(a for a in the_plan.actions if a.model not in hooks.held)
             the_plan = replace(the_plan, actions=kept)
-        order = list(queue(the_plan))
-        # Each model's assessment as of its last change: a model whose work ended mid-pass is
-        # assessed afresh, so its status says AVAILABLE then, not when the whole pass ends.
-        current = {a.model.name: a for a in before}
-        # Apply's thread (phase changes) and download threads (progress) both write the
-        # status; one lock orders them, and each write derives from the latest phases.
-        lock = threading.Lock()
-        latest: list[tuple[dict[str, Phase], dict[str, Failure]]] = [({}, {})]
-        planned_retention = retention_view.from_plan(the_plan)  # the plan is fixed for the pass
+        if hooks.on_plan is not None:
+            hooks.on_plan(the_plan)
 
-        def settle(names: set[str]) -> None:
-            # Only the ended models' repos are read again, not the whole cache: once per
-            # model, a whole-cache read would make a pass quadratic in the number of models.
-            chosen = replace(desired, models=tuple(m for m in desired.models if m.name in names))
-            fresh = observe_models(chosen, now=clock(), store=store, remote=observed.remote)
-            current.update((a.model.name, a) for a in assess_all(chosen, fresh))
-            order[:] = [name for name in order if name not in names]
+        pass_status = _PassStatus(loaded, store, observed, assessments, the_plan, hooks, clock)
+        workspace = _workspace(loaded, store, hooks, offline=offline, clock=clock)
+        outcome = _apply(the_plan, workspace, pass_status, hooks)
 
-        def write(report: StatusReport) -> None:
-            status_file.write(desired.status_file, report)
-            if hooks.on_status:
-                hooks.on_status(report)
-
-        def publish(in_progress: dict[str, Phase], failures: dict[str, Failure]) -> None:
-            with lock:
-                ended = set(latest[0][0]) - set(in_progress)
-                if ended:
-                    settle(ended)
-                latest[0] = (in_progress, failures)
-                report = status.derive(
-                    tuple(current.values()),
-                    generation=desired.generation,
-                    now=clock(),
-                    failures={**hooks.held, **failures},
-                    in_progress=in_progress,
-                    errors=(*hooks.errors(), *the_plan.errors),
-                    usage=observed.usage,
-                    queue_positions={name: i for i, name in enumerate(order, start=1)},
-                    retention=planned_retention,
-                )
-                if hooks.progress is not None:
-                    hooks.progress.retain(in_progress)
-                    report = status.attach(report, hooks.progress.snapshot())
-                write(report)
-
-        def refresh(_: Snapshot) -> None:
-            publish(*latest[0])
-
-        workspace = CacheWorkspace(
-            cache_dir=desired.cache_dir,
-            endpoint=desired.endpoint,
-            store=store,
-            clock=clock,
-            concurrency=settings.concurrency,
-            max_bandwidth=settings.max_bandwidth_bytes,
-            stop=hooks.stop,
-            progress=hooks.progress,
-            offline=offline,
-        )
-        unlisten = (
-            hooks.progress.listen(refresh, every=STATUS_PROGRESS_SECONDS)
-            if hooks.progress is not None
-            else None
-        )
-        try:
-            outcome = apply_plan(
-                the_plan,
-                workspace,
-                on_phase=publish,
-                should_stop=hooks.stop.stopped if hooks.stop is not None else None,
-            )
-        finally:
-            if unlisten is not None:
-                unlisten()
         # Re-read the disk rather than trusting the results: the status describes what is
         # there, including anything another process changed meanwhile.
         after = observe(desired, now=clock(), store=store, remote=observed.remote)
-        settled = assess_all(desired, after)
-        for a in settled:
-            if a.requested and a.complete:
-                store.clear_request(a.model.name)  # fulfilled: present and verified
-        # `adopt: true` is recorded, so the ownership outlives the model's manifest entry.
-        adoption.adopt(store, [a for a in settled if a.model.adopt], after, clock())
-        remaining = plan(desired, after, clock(), assessments=settled, budget=budget)
-        report = status.derive(
-            settled,
-            generation=desired.generation,
-            now=clock(),
-            failures={**hooks.held, **outcome.failures},
-            errors=(*hooks.errors(), *the_plan.errors),
-            usage=after.usage,
-            queue_positions={name: e.position for name, e in queue(remaining).items()},
-            retention=retention_view.from_plan(remaining),
-        )
-        with lock:
-            if hooks.progress is not None:
-                hooks.progress.retain(())
-            write(report)
+        settled = _record_settled(store, desired, after, clock())
+        report = _final_status(loaded, after, settled, the_plan, outcome, hooks, budget, clock)
+        pass_status.write_final(report)
     return Reconciled(the_plan, outcome, report)
+
+
+def _plan(
+    loaded: Loaded,
+    observed: Observation,
+    now: datetime,
+    *,
+    assessments: tuple[Assessment, ...] | None = None,
+    budget: Budget | None,
+) -> Plan:
+    the_plan = planner.plan(loaded.desired, observed, now, assessments=assessments, budget=budget)
+    return _with(the_plan, warnings=loaded.warnings)
+
+
+def _with(plan: Plan, *, warnings: tuple[str, ...] = (), errors: tuple[str, ...] = ()) -> Plan:
+    """``plan`` with more warnings before its own, and more errors after its own."""
+    return replace(plan, warnings=(*warnings, *plan.warnings), errors=(*plan.errors, *errors))
+
+
+def _workspace(
+    loaded: Loaded, store: StateStore, hooks: PassHooks, *, offline: bool, clock: Clock
+) -> CacheWorkspace:
+    settings = loaded.manifests.downloads
+    return CacheWorkspace(
+        cache_dir=loaded.desired.cache_dir,
+        endpoint=loaded.desired.endpoint,
+        store=store,
+        clock=clock,
+        concurrency=settings.concurrency,
+        max_bandwidth=settings.max_bandwidth_bytes,
+        stop=hooks.stop,
+        progress=hooks.progress,
+        offline=offline,
+    )
+
+
+def _apply(
+    the_plan: Plan, workspace: CacheWorkspace, pass_status: _PassStatus, hooks: PassHooks
+) -> ApplyOutcome:
+    run = ApplyRun(
+        the_plan,
+        workspace,
+        should_stop=hooks.stop.stopped if hooks.stop is not None else None,
+    )
+    unlisten = (
+        hooks.progress.listen(pass_status.progress_moved, every=STATUS_PROGRESS_SECONDS)
+        if hooks.progress is not None
+        else None
+    )
+    try:
+        for change in run.phase_changes():
+            pass_status.phases_changed(change)
+    finally:
+        if unlisten is not None:
+            unlisten()
+    return run.outcome
+
+
+def _record_settled(
+    store: StateStore, desired: DesiredState, after: Observation, now: datetime
+) -> tuple[Assessment, ...]:
+    """Each model as the final observation shows it, after recording what that settles:
+    requests fulfilled, and ownership of models declared with ``adopt: true``."""
+    settled = planner.assess_all(desired, after)
+    for a in settled:
+        if a.requested and a.complete:
+            store.clear_request(a.model.name)  # fulfilled: present and verified
+    # `adopt: true` is recorded, so the ownership outlives the model's manifest entry.
+    adoption.adopt(store, [a for a in settled if a.model.adopt], after, now)
+    return settled
+
+
+def _final_status(
+    loaded: Loaded,
+    after: Observation,
+    settled: tuple[Assessment, ...],
+    the_plan: Plan,
+    outcome: ApplyOutcome,
+    hooks: PassHooks,
+    budget: Budget | None,
+    clock: Clock,
+) -> StatusReport:
+    desired = loaded.desired
+    # What is left to do, for the queue positions and retention the status reports.
+    remaining = planner.plan(desired, after, clock(), assessments=settled, budget=budget)
+    return status.derive(
+        settled,
+        generation=desired.generation,
+        now=clock(),
+        failures={**hooks.held, **outcome.failures},
+        errors=(*hooks.errors(), *the_plan.errors),
+        usage=after.usage,
+        queue_positions={name: e.position for name, e in planner.queue(remaining).items()},
+        retention=retention_view.from_plan(remaining),
+    )
+
+
+class _PassStatus:
+    """The status file while a pass applies its plan: rewritten at every phase change, and
+    every few seconds with the progress of transfers."""
+
+    def __init__(
+        self,
+        loaded: Loaded,
+        store: StateStore,
+        observed: Observation,
+        assessments: tuple[Assessment, ...],
+        the_plan: Plan,
+        hooks: PassHooks,
+        clock: Clock,
+    ) -> None:
+        self._desired = loaded.desired
+        self._store = store
+        self._observed = observed
+        self._plan = the_plan
+        self._hooks = hooks
+        self._clock = clock
+        # Each model's assessment as of its last change: a model whose work ended mid-pass is
+        # assessed afresh, so its status says AVAILABLE then, not when the whole pass ends.
+        self._current = {a.model.name: a for a in assessments}
+        self._queue = list(planner.queue(the_plan))
+        self._retention = retention_view.from_plan(the_plan)  # the plan is fixed for the pass
+        self._phases = PhaseChange({}, {})
+        # Apply's thread (phase changes) and download threads (progress) both write the
+        # status; one lock orders them, and each write derives from the latest phases.
+        self._lock = threading.Lock()
+
+    def phases_changed(self, change: PhaseChange) -> None:
+        with self._lock:
+            ended = set(self._phases.in_progress) - set(change.in_progress)
+            if ended:
+                self._reread(ended)
+            self._phases = change
+            self._write(self._derive())
+
+    def progress_moved(self, _: Snapshot) -> None:
+        with self._lock:
+            self._write(self._derive())
+
+    def write_final(self, report: StatusReport) -> None:
+        with self._lock:
+            if self._hooks.progress is not None:
+                self._hooks.progress.retain(())
+            self._write(report)
+
+    def _reread(self, names: set[str]) -> None:
+        """Assess the models whose work ended from their own repos and records alone: once
+        per model, a whole-cache read would make a pass quadratic in the number of models."""
+        desired = self._desired
+        chosen = replace(desired, models=tuple(m for m in desired.models if m.name in names))
+        fresh = observe_models(
+            chosen, now=self._clock(), store=self._store, remote=self._observed.remote
+        )
+        self._current.update((a.model.name, a) for a in planner.assess_all(chosen, fresh))
+        self._queue = [name for name in self._queue if name not in names]
+
+    def _derive(self) -> StatusReport:
+        hooks, phases = self._hooks, self._phases
+        report = status.derive(
+            tuple(self._current.values()),
+            generation=self._desired.generation,
+            now=self._clock(),
+            failures={**hooks.held, **phases.failures},
+            in_progress=phases.in_progress,
+            errors=(*hooks.errors(), *self._plan.errors),
+            usage=self._observed.usage,
+            queue_positions={name: i for i, name in enumerate(self._queue, start=1)},
+            retention=self._retention,
+        )
+        if hooks.progress is not None:
+            hooks.progress.retain(phases.in_progress)
+            report = status.attach(report, hooks.progress.snapshot())
+        return report
+
+    def _write(self, report: StatusReport) -> None:
+        status_file.write(self._desired.status_file, report)
+        if self._hooks.on_status is not None:
+            self._hooks.on_status(report)
+
+
+def _read_status(path: str) -> tuple[ReportedState, int]:
+    """Another machine's status as planning needs it, and the bytes its models take there."""
+    if not Path(path).is_file():
+        raise PlanRefused(f"{path}: no such status file")
+    try:
+        report = status_file.read(path)
+    except Exception as e:  # a hand-edited or truncated file is a user problem, not a bug
+        raise PlanRefused(f"{path}: not a modelsync status file: {e}") from None
+    models = {
+        m.name: ReportedModel(
+            name=m.name,
+            commit=m.commit,
+            missing=m.missing_files,
+            corrupt=m.corrupt_files,
+            unverified=m.unverified_files,
+            expected_size=m.expected_size,
+            requested=m.reason is Reason.REQUESTED,
+            uses_per_day=m.usage_frequency,
+            last_used=m.last_used,
+        )
+        for m in report.models
+    }
+    # Every model the machine reported counts, declared here or not: until retention deletes
+    # a model, its bytes stay on that disk.
+    on_disk = sum(m.size_on_disk for m in report.models)
+    return ReportedState(models=models, checked_at=report.updated_at), on_disk

@@ -23,8 +23,7 @@ from controller.domain import Action, FileWork, Reason, Verification, is_commit
 from controller.engine.progress import ProgressTracker
 from controller.hub import revisions, transfer
 from controller.hub.transfer import RetryPolicy, TokenBucket
-from controller.store import leases
-from controller.store.state import DownloadOutcome, StateStore
+from controller.store import DownloadOutcome, StateStore, leases
 from controller.system.atomic import atomic_write_text
 from controller.system.cancel import StopSignal
 from reconcilers.base import FileOutcome
@@ -81,7 +80,7 @@ class CacheWorkspace:
         if is_commit(action.revision):
             return
         ref = layout.ref_path(self.cache_dir, action.repo, action.revision)
-        served = _read_ref(ref)  # read once: both checks below must see the same commit
+        served = layout.read_ref(ref)  # read once: both checks below must see the same commit
         if served == action.commit:
             # Left as it is: its mtime says when it last moved, and retention keeps the old
             # revision for a grace period counted from then.  A rewrite would restart it.
@@ -258,11 +257,3 @@ class CacheWorkspace:
             message=revisions.redact(message),
             seconds=time.monotonic() - t0,
         )
-
-
-def _read_ref(ref: Path) -> str | None:
-    """The commit ``ref`` names, or None when there is no ref (yet) to read."""
-    try:
-        return ref.read_text().strip()
-    except OSError:
-        return None

@@ -33,13 +33,11 @@ import shutil
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import httpx2
 
@@ -50,7 +48,7 @@ from controller.domain import Reason
 from controller.domain.units import human_bytes
 from controller.hub import revisions
 from controller.hub.revisions import HubError
-from controller.system.atomic import atomic_write_text, fsync_dir
+from controller.system.atomic import atomic_symlink, atomic_write_text, fsync_dir
 from controller.system.cancel import ModelStop
 from controller.system.clock import utcnow
 
@@ -727,22 +725,14 @@ class _Partial:
 def _link(snapshot: Path, blob: Path) -> None:
     """``snapshots/<commit>/<path>`` -> ``../../blobs/<etag>``, relative as hf makes it.
 
-    A temp link renamed over the final name: an application never sees the entry missing
-    or pointing at nothing.  The temp name is one ``controller.mirror.server`` skips.
+    Replaced in one rename: an application never sees the entry missing or pointing at
+    nothing.
     """
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     relative = os.path.relpath(os.path.abspath(blob), os.path.abspath(snapshot.parent))
     if snapshot.is_symlink() and os.readlink(snapshot) == relative:
         return
-    temp = snapshot.with_name(f".{snapshot.name}.{uuid.uuid4().hex[:8]}.tmp")
-    os.symlink(relative, temp)
-    try:
-        os.replace(temp, snapshot)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    fsync_dir(snapshot.parent)
+    atomic_symlink(relative, snapshot)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -801,16 +791,19 @@ def _describe(error: Exception) -> str:
 
 
 def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    parts = httpx2.URL(url)
+    return f"{parts.scheme}://{parts.netloc.decode('ascii')}"
 
 
 def _same_origin(a: str, b: str) -> bool:
     default = {"http": 80, "https": 443}
-    pa, pb = urlsplit(a), urlsplit(b)
-    return (pa.scheme, pa.hostname, pa.port or default.get(pa.scheme)) == (
+    try:
+        pa, pb = httpx2.URL(a), httpx2.URL(b)
+    except httpx2.InvalidURL:
+        return False  # a Location that cannot be parsed gets no token
+    return (pa.scheme, pa.host, pa.port or default.get(pa.scheme)) == (
         pb.scheme,
-        pb.hostname,
+        pb.host,
         pb.port or default.get(pb.scheme),
     )
 

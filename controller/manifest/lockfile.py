@@ -5,8 +5,9 @@
 locked commit and checks every file against the locked hash, and a pull request that moves a
 model to a new commit shows it as a diff of the lock.
 
-Everything here is pure (text in, values out): reading and writing the files, and asking the
-hub, happen in :mod:`controller.engine.locking`.
+Everything here is pure (text in, values out): reading the files beside the manifests happens
+in :mod:`controller.manifest.lock_files`, asking the hub and writing them in
+:mod:`controller.engine.pinning`.
 
 Format
     One YAML document, written by :func:`render` only: a header comment, then ``apiVersion``,

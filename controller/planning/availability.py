@@ -1,7 +1,7 @@
 """The answer to "I need model X": one pure function behind the three request doors.
 
 The Python client (``controller.api.client``), the CLI (``reconcile request``) and the HTTP
-handler (``controller.api.routes``) all gather the same inputs -- the desired state, an
+API (``controller.api.app``) all gather the same inputs -- the desired state, an
 observation, the plan it implies and the status derived from both -- and hand them to
 :func:`answer`, so for the same state they give the same :class:`ModelRequestResult`.
 """

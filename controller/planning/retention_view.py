@@ -8,7 +8,7 @@ with its size).
 
 from __future__ import annotations
 
-from controller.domain import Action, ActionKind, Plan, Reason
+from controller.domain import Action, ActionKind, BudgetFit, Plan, Reason
 from controller.domain.status import DeletionStatus, RetentionStatus, UnmanagedStatus
 from controller.domain.units import human_bytes
 
@@ -50,14 +50,33 @@ def from_plan(plan: Plan) -> RetentionStatus:
     )
 
 
+def budget_line(fit: BudgetFit) -> str:
+    """The plan's disk budget in one line, each size once and for people: the exact bytes
+    are in the plan's JSON (``budget``), where a program compares them."""
+    freed = f" - {human_bytes(fit.freed)} freed" if fit.freed else ""
+    return (
+        f"Disk budget: {human_bytes(fit.on_disk)} on disk + {human_bytes(fit.transfers)} to "
+        f"transfer{freed} = {human_bytes(fit.total)} of {human_bytes(fit.budget)} "
+        f"({fit.source}): {_verdict(fit.fits, fit.total - fit.budget)}."
+    )
+
+
+def _verdict(fits: bool | None, excess: int | None = None) -> str:
+    if fits:
+        return "fits"
+    if excess is not None:
+        return f"DOES NOT FIT, {human_bytes(excess)} over"
+    return "DOES NOT FIT"
+
+
 def to_lines(view: RetentionStatus) -> list[str]:
     """Lines for the ``reconcile status`` table, below the models."""
     lines: list[str] = []
     if view.budget_bytes is not None and view.managed_bytes is not None:
-        fits = "fits" if view.fits else "DOES NOT FIT"
         lines.append(
-            f"Disk budget: {human_bytes(view.managed_bytes)} managed of "
-            f"{human_bytes(view.budget_bytes)} ({view.budget_source}); after the plan: {fits}"
+            f"Disk budget: {human_bytes(view.managed_bytes)} on disk of "
+            f"{human_bytes(view.budget_bytes)} ({view.budget_source}); after the plan: "
+            f"{_verdict(view.fits)}."
         )
     for d in view.deletions:
         state = {"planned": "to delete", "recommended": "recommended", "held": "held back"}

@@ -7,10 +7,11 @@ file is written atomically so a reader never sees half a status.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
+from typing import Any
 
-from controller.domain import Phase, Policy, Reason, RemoteProblem, UsageStats
+from controller.domain import Phase, Policy, Priority, Reason, RemoteProblem, UsageStats
 from controller.domain.assessment import Assessment
 from controller.domain.progress import Snapshot
 from controller.domain.status import (
@@ -22,7 +23,7 @@ from controller.domain.status import (
     StatusSummary,
 )
 from controller.domain.units import human_bytes, plural
-from controller.domain.usage import effective_priority
+from controller.domain.usage import raised_priority
 
 
 def derive(
@@ -86,7 +87,6 @@ def _model_status(
     position: int | None,
 ) -> ModelStatus:
     phase, reason, message = _phase(a, failure, transient, position)
-    uses = used.uses_per_day if used else 0.0
     return ModelStatus(
         name=a.model.name,
         repo=a.model.repo,
@@ -108,18 +108,56 @@ def _model_status(
         last_checked=now,
         last_health_check=a.health.checked_at if a.health else None,
         probe=_probe_status(a),
-        effective_priority=effective_priority(a.model, uses).value,
-        usage_frequency=round(uses, 6),
-        last_used=used.last_used if used else None,
-        average_generation_seconds=(
+        queue_position=position,
+        in_use=a.in_use,
+        effective_priority=raised_priority(a.model.priority, _uses(used)).value,
+        **_usage_fields(used),
+    )
+
+
+def _usage_fields(used: UsageStats | None) -> dict[str, Any]:
+    """What a model's status says about its use: the same whether derived after a pass or
+    overlaid later by :func:`with_live_usage`."""
+    return {
+        "usage_frequency": round(_uses(used), 6),
+        "last_used": used.last_used if used else None,
+        "average_generation_seconds": (
             None
             if used is None or used.average_generation_seconds is None
             else round(used.average_generation_seconds, 6)
         ),
-        performance_score=used.performance_score if used else None,
-        queue_position=position,
-        in_use=a.in_use,
-    )
+        "performance_score": used.performance_score if used else None,
+    }
+
+
+def _uses(used: UsageStats | None) -> float:
+    return used.uses_per_day if used else 0.0
+
+
+def with_live_usage(
+    report: StatusReport, usage: Mapping[str, UsageStats], in_use: Collection[str]
+) -> StatusReport:
+    """``report`` with each model's usage and lease as the state store says now.
+
+    A status file is written by a pass, but uses and leases are recorded between passes
+    (``reconcile use``, ``reconcile lease``, the request API): without this, a use would show
+    only after the next apply.  ``usage`` is by model name (absent: not used in the window);
+    ``in_use``, the models a live lease holds.  The effective priority is raised from the
+    declared one the file records; a file whose declared priority is not one modelsync knows
+    (edited by hand) keeps the effective priority it gives.
+    """
+    models = []
+    for m in report.models:
+        used = usage.get(m.name)
+        update = {**_usage_fields(used), "in_use": m.name in in_use}
+        declared = _PRIORITIES.get(m.priority)
+        if declared is not None:
+            update["effective_priority"] = raised_priority(declared, _uses(used)).value
+        models.append(m.model_copy(update=update))
+    return report.model_copy(update={"models": tuple(models)})
+
+
+_PRIORITIES = {p.value: p for p in Priority}
 
 
 def _phase(
@@ -219,8 +257,6 @@ def _available_message(a: Assessment) -> str:
     if a.upstream_commit:
         text += f"; update available: {a.upstream_commit[:12]} (updates: {a.model.updates.value})"
     return text
-
-
 
 
 def attach(report: StatusReport, progress: Snapshot) -> StatusReport:

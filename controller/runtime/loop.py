@@ -15,32 +15,30 @@ chunks and files.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from controller.api.events import EventBus, EventKind
-from controller.api.metrics import Metrics
-from controller.domain import DesiredState, Disk, Phase, Reason, RemoteRevision
+from controller.api.metrics import Metrics, Sample
+from controller.domain import DesiredState, Disk, Phase, Reason, budget
 from controller.domain.progress import Snapshot, describe
 from controller.domain.status import StatusReport
 from controller.engine import health as verification
-from controller.engine import locking, status_file
+from controller.engine import status_file
 from controller.engine.progress import ProgressTracker
 from controller.engine.reconcile import PassHooks, Reconciled, reconcile
 from controller.hub import revisions
-from controller.manifest.loader import Controller as Settings
-from controller.manifest.loader import ManifestError, ManifestSet, load_manifests, to_desired
+from controller.manifest.lock_files import Loaded, Rejected, load
+from controller.manifest.schema import Controller as Settings
 from controller.planning.backoff import BackoffBook, BackoffPolicy
-from controller.store.state import StateStore
+from controller.store import StateStore
 from controller.system.cancel import Cancelled, StopSignal
 from controller.system.clock import utcnow
 
@@ -104,56 +102,6 @@ class TriggerQueue:
             return self._closed
 
 
-class Rejected(Exception):
-    """Manifests (or their locks) that cannot be used; ``problems`` says why, one per line."""
-
-    def __init__(self, problems: Iterable[str]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("\n".join(self.problems))
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """A valid set of manifests and what a pass needs of it."""
-
-    manifests: ManifestSet
-    desired: DesiredState
-    pinned: Mapping[str, RemoteRevision]
-    key: str  # manifests' generation and locked commits: equal keys, nothing to do
-
-    @property
-    def settings(self) -> Settings:
-        return self.manifests.controller
-
-
-def load(path: str | Path, *, locked: bool = False) -> Loaded:
-    """Load manifests and their locks as ``reconcile --apply`` does; raises :class:`Rejected`
-    (with ``locked``, also when a lock is missing or out of sync)."""
-    try:
-        manifests = load_manifests(path)
-    except ManifestError as e:
-        raise Rejected(str(p) for p in e.problems) from None
-    desired = to_desired(manifests)
-    _, problems = locking.read_locks(manifests)
-    if problems:
-        raise Rejected([*problems, f"the lock cannot be used; {locking.RELOCK}"])
-    locks = locking.check(manifests, desired, locked=False)
-    assert locks is not None  # only missing with --locked, or with unreadable locks
-    if locked and not locks.in_sync:
-        raise Rejected(
-            [
-                *locks.unlocked,
-                *locks.mismatches,
-                f"--locked: the lock is out of sync with the manifests; {locking.RELOCK}",
-            ]
-        )
-    for warning in locking.stale_warnings(locks):
-        log.warning("%s", warning)
-    pins = sorted((name, rev.commit) for name, rev in locks.pinned.items())
-    key = hashlib.sha256(f"{manifests.generation}|{pins}".encode()).hexdigest()
-    return Loaded(manifests, desired, dict(locks.pinned), key)
-
-
 def backoff_policy(settings: Settings) -> BackoffPolicy:
     base = settings.seconds(settings.retry_backoff)
     cap = settings.seconds(settings.retry_backoff_max)
@@ -184,6 +132,7 @@ class Controller:
         self.progress = ProgressTracker()
         self.metrics = Metrics()
         self._loaded = loaded
+        _log_warnings(loaded)
         self._backoff = BackoffBook(backoff_policy(loaded.settings))
         self._lock = threading.Lock()  # loaded, backoff, problems, the running pass
         self._reload_lock = threading.Lock()  # one reload at a time (watcher, SIGHUP)
@@ -209,6 +158,10 @@ class Controller:
             return self._loaded
 
     @property
+    def desired(self) -> DesiredState:
+        return self.loaded.desired
+
+    @property
     def problems(self) -> tuple[str, ...]:
         with self._lock:
             return self._problems
@@ -231,6 +184,22 @@ class Controller:
         report = self.report
         return report is not None and report.summary.ready
 
+    def transfers(self) -> Snapshot:
+        """Transfers in flight, by model."""
+        return self.progress.snapshot()
+
+    def metrics_sample(self) -> Sample:
+        """The counts, with the latest status, the cache's disk and its budget."""
+        disk = self.disk
+        percent = self.loaded.manifests.retention.max_storage_usage_percent
+        return self.metrics.sample(
+            report=self.report,
+            downloaded=self.progress.received(),
+            disk=disk,
+            budget_bytes=None if disk is None else budget.from_percent(percent, disk).bytes,
+            ready=self.ready,
+        )
+
     def on_reload(self, listener: Callable[[Loaded], None]) -> None:
         self._reload_listeners.append(listener)
 
@@ -245,6 +214,14 @@ class Controller:
             with self._lock:
                 self._backoff.clear()
         self.triggers.put(trigger)
+
+    def reconcile_now(self) -> None:
+        """A person asked for a pass (``POST /v1/reconcile``): failing models try again too."""
+        self.request(Trigger.RECONCILE)
+
+    def fetch_requested(self) -> None:
+        """A model was requested and queued: fetch it now, not at the next resync."""
+        self.request(Trigger.MODEL)
 
     def stop_model(self, name: str) -> None:
         """Stop ``name``'s work in the running pass (it was paused) and reconcile again."""
@@ -265,6 +242,7 @@ class Controller:
         with self._reload_lock:
             try:
                 loaded = load(self.path, locked=self.locked)
+                _log_warnings(loaded)
                 _check_restartless(self.loaded, loaded)
             except Rejected as e:
                 self._reject(e.problems)
@@ -342,11 +320,9 @@ class Controller:
         result: Reconciled | None = None
         try:
             result = reconcile(
-                loaded.desired,
-                downloads=loaded.manifests.downloads,
+                loaded,
                 offline=self.offline,
                 resolve=online,
-                pinned=loaded.pinned,
                 hooks=PassHooks(
                     stop=signal,
                     progress=self.progress,
@@ -521,13 +497,18 @@ def _stopped_by(before: DesiredState, after: DesiredState) -> list[str]:
     return [m.name for m in before.models if not m.suspend and m.name not in active]
 
 
+def _log_warnings(loaded: Loaded) -> None:
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+
+
 def _check_restartless(current: Loaded, new: Loaded) -> None:
     """Settings a running controller cannot change without a restart."""
     problems = []
     if new.desired.state_dir != current.desired.state_dir:
         problems.append(
-            f"spec.state changed to {new.desired.state_dir}: the controller holds its lock in "
-            f"{current.desired.state_dir}; restart it to move"
+            f"spec.state changed to {new.desired.state_dir}: the controller holds its claim on "
+            f"the cache in {current.desired.state_dir}; restart it to move"
         )
     old, now = current.settings, new.settings
     if (old.host, old.port) != (now.host, now.port):

@@ -1,6 +1,6 @@
 """``reconcile --watch``: the process around the loop.
 
-It takes the cache's controller lock, serves the HTTP API, runs the schedule and the
+It claims the cache (one controller per cache), serves the HTTP API, runs the schedule and the
 manifest watcher, and turns signals into actions: SIGTERM and SIGINT stop at the next safe
 point (a transfer between two chunks, its partial kept) and write the final status; SIGHUP
 re-reads the manifests.
@@ -16,16 +16,13 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from controller.api.discovery import Info
+from controller.api.app import create_app
+from controller.api.discovery import Info, token_from_env
+from controller.api.listener import ApiListener, InsecureBind, check_bind
 from controller.hub import revisions
-from controller.runtime.http_server import (
-    ControllerServer,
-    InsecureBind,
-    check_bind,
-    token_from_env,
-)
-from controller.runtime.instance import AlreadyRunning, InstanceLock
-from controller.runtime.loop import Controller, Rejected, load
+from controller.manifest.lock_files import Rejected, load
+from controller.runtime.claim import AlreadyRunning, CacheClaim
+from controller.runtime.loop import Controller
 from controller.runtime.manifest_watch import ManifestWatcher
 from controller.runtime.schedule import Schedule
 from controller.system.clock import utcnow
@@ -66,35 +63,36 @@ def run(
     except InsecureBind as e:
         print(f"reconcile: {e}", file=sys.stderr)
         return ExitCode.ERROR
-    lock = InstanceLock(loaded.desired.state_dir)
+    claim = CacheClaim(loaded.desired.state_dir)
     try:
-        lock.acquire()
+        claim.take()
     except AlreadyRunning as e:
         print(f"reconcile: {e}", file=sys.stderr)
         return ExitCode.ERROR
     except OSError as e:
-        print(f"reconcile: cannot lock {lock.state_dir}: {e.strerror or e}", file=sys.stderr)
+        print(f"reconcile: cannot claim {claim.state_dir}: {e.strerror or e}", file=sys.stderr)
         return ExitCode.ERROR
     try:
         controller = Controller(path, loaded, locked=locked, offline=offline)
         try:
-            http = ControllerServer(controller, host, port, token=token)
+            http = ApiListener(create_app(controller, token=token), host, port)
         except OSError as e:
             print(f"reconcile: cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
             return ExitCode.ERROR
         info = Info(os.getpid(), http.url, utcnow().isoformat(), str(path))
-        clean = _serve(controller, http, path, announce=lambda: lock.publish(info))
+        clean = _serve(controller, http, path, announce=lambda: claim.publish(info))
     finally:
-        lock.release()
+        claim.release()
+    code = ExitCode.ERROR if http.failed else ExitCode.OK
     if not clean:
         log.warning("the running pass did not stop within %g s; exiting", STOP_GRACE_SECONDS)
         logging.shutdown()
-        os._exit(ExitCode.OK)  # worker threads still hashing would otherwise hold the exit up
-    return ExitCode.OK
+        os._exit(code)  # worker threads still hashing would otherwise hold the exit up
+    return code
 
 
 def _serve(
-    controller: Controller, http: ControllerServer, path: str, *, announce: Callable[[], None]
+    controller: Controller, http: ApiListener, path: str, *, announce: Callable[[], None]
 ) -> bool:
     stopping = threading.Event()
 
@@ -135,7 +133,9 @@ def _serve(
         extra={"url": http.url, "pid": os.getpid(), "offline": controller.offline},
     )
     while not stopping.wait(1.0):
-        pass
+        if http.failed:
+            log.error("the HTTP API stopped serving; stopping the controller")
+            break
     watcher.stop()
     schedule.stop()
     clean = controller.stop(STOP_GRACE_SECONDS)

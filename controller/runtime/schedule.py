@@ -17,8 +17,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from controller.domain.usage import window_start
-from controller.runtime.loop import Controller, Loaded, Trigger
-from controller.store.state import StateStore
+from controller.manifest.lock_files import Loaded
+from controller.runtime.loop import Controller, Trigger
+from controller.store import StateStore
 
 log = logging.getLogger("modelsync.schedule")
 

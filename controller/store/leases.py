@@ -95,7 +95,7 @@ def new_lease(
 class HeldLease:
     """A lease of this process, renewed by a background thread until the ``with`` ends.
 
-    Entering records the lease (raising :class:`controller.store.state.BeingEvictedError` while
+    Entering records the lease (raising :class:`controller.store.errors.BeingEvictedError` while
     retention is deleting the model); leaving releases it, even on an exception.
     """
 

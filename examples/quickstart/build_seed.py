@@ -25,7 +25,11 @@ import numpy as np
 from numpy.typing import NDArray
 from safetensors.numpy import save_file
 
-from controller.mirror.seed import publish
+# The one writer of repos into a cache, which the tests use too; the quickstart runs from a
+# checkout of the repository, so it is found there (the package installs only the product).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.support.repos import publish  # noqa: E402 - after the path is set
 
 T2V_REPO = "demo/tiny-t2v"
 TEXT_ENCODER_REPO = "demo/tiny-text-encoder"

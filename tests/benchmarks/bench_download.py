@@ -36,9 +36,11 @@ from types import FrameType
 
 import yaml
 
-from controller.mirror import seed
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.support import repos  # noqa: E402 - after the path is set
+
 REPO_ID = "bench/model"
 MIB = 1024 * 1024
 WRITE_CHUNK = 16 * MIB  # random data is generated and written in chunks, never held whole
@@ -187,7 +189,7 @@ def build_seed(root: Path, size: int, shards: int) -> tuple[Path, int, int]:
     }
     files.update(small_files(names, shard_size))
     seed_dir = root / "seed"
-    seed.publish(seed_dir, REPO_ID, files)
+    repos.publish(seed_dir, REPO_ID, files)
     shutil.rmtree(staging)
     total = sum(len(v) if isinstance(v, bytes) else shard_size for v in files.values())
     return seed_dir, total, len(files)
@@ -408,7 +410,7 @@ def write_manifest(bench: Bench, run: Path) -> Path:
 
 def check_complete(cache: Path, size: int, files: int) -> None:
     """A run only counts if every byte landed; a fast failure must not look like a win."""
-    folder = seed.repo_folder(cache, REPO_ID)
+    folder = repos.repo_folder(cache, REPO_ID)
     blobs = [p for p in (folder / "blobs").iterdir() if not p.name.endswith(".incomplete")]
     got = sum(p.stat().st_size for p in blobs)
     if len(blobs) != files or got != size:

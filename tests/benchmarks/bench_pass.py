@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench_download import Children, child_env, timed_run  # noqa: E402 - after the path
 
-from controller.mirror.seed import publish, repo_folder  # noqa: E402
 from controller.mirror.server import HubServer  # noqa: E402
+from tests.support.repos import publish, repo_folder  # noqa: E402
 
 PLAN = "--plan (baseline)"
 NOOP = "no-op --apply"

@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests"), str(REPO_ROOT / "tests" / "e2e")]
+sys.path.insert(0, str(REPO_ROOT))
 
-from cli import Workdir  # noqa: E402
-from hub import LocalHub  # noqa: E402
+from tests.support.cli import Workdir  # noqa: E402
+from tests.support.hub import LocalHub  # noqa: E402
 
 MIB = 1024 * 1024
 

@@ -43,7 +43,7 @@ from controller.domain import (  # noqa: E402
     RemoteRevision,
     usage,  # noqa: E402 - after the path is set when run as a script
 )
-from controller.store.state import DB_FILENAME, StateStore  # noqa: E402
+from controller.store import DB_FILENAME, StateStore  # noqa: E402
 
 RECORD_TARGET_MS = 1.0
 STATUS_TARGET_MS = 200.0

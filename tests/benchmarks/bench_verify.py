@@ -35,7 +35,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from controller.mirror import seed  # noqa: E402
+from tests.support import repos  # noqa: E402
 
 CHUNK = 8 << 20
 
@@ -127,7 +127,7 @@ def main() -> None:
             path = scratch / f"shard-{i}.safetensors"
             write_random(path, total // args.files)
             files[f"shard-{i:05d}.safetensors"] = path
-        seed.publish(cache, "bench/big", files)
+        repos.publish(cache, "bench/big", files)
         shutil.rmtree(scratch)
         blobs = sorted(
             p

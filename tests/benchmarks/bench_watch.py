@@ -37,8 +37,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from controller.api.events import Follower  # noqa: E402 - after the path is set
-from controller.mirror.seed import publish  # noqa: E402
 from controller.mirror.server import HubServer  # noqa: E402
+from tests.support.repos import publish  # noqa: E402
 
 CPU_TARGET_PERCENT = 1.0
 RSS_TARGET_MB = 100.0

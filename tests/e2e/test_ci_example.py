@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
-from cli import REPO_ROOT, Workdir
-from hub import LocalHub
+
+from tests.support.cli import REPO_ROOT, Workdir
+from tests.support.hub import LocalHub
 
 WORKFLOW = REPO_ROOT / "examples" / "ci" / ".github" / "workflows" / "modelsync-plan.yml"
 

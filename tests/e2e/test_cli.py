@@ -12,13 +12,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from cli import REPO_ROOT, Workdir, reconcile, wait_until
-from hub import LocalHub, safetensors_bytes
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from controller.cli.main import SERVE_PORT
 from reconcilers.retention import OLD_REVISION_GRACE
+from tests.support.cli import DEADLINE_S, REPO_ROOT, Workdir, reconcile, wait_until
+from tests.support.hub import LocalHub, safetensors_bytes
 
 WEIGHTS = safetensors_bytes(bytes(range(256)) * 8192)  # 2 MiB: an LFS file
 SHARD = safetensors_bytes(b"\x01\x02" * 300_000)  # 600 kB, .safetensors: LFS by extension
@@ -99,6 +99,28 @@ def test_apply_downloads_verifies_and_converges(work: Workdir, hub: LocalHub) ->
     hub.clear_requests()
     assert work.reconcile("--apply").code == 0
     assert hub.requests_for("*/resolve/*", "GET") == []
+
+
+def test_apply_into_a_file_shows_the_plan_then_its_progress_then_the_result(
+    work: Workdir, tmp_path: Path
+) -> None:
+    # `reconcile --apply > log 2>&1`, as cron and CI run it: progress lines go to stderr and
+    # the plan to stdout, one file for both, and no terminal.  Python block-buffers stdout
+    # into a file; a PYTHONUNBUFFERED inherited from the shell would hide a missing flush, so
+    # the command runs without it (an empty value means unset).
+    log = tmp_path / "apply.log"
+    run = work.start("--apply", log=log, env={"PYTHONUNBUFFERED": ""})
+    assert run.wait(timeout=DEADLINE_S) == 0
+    out = log.read_text()
+    order = [
+        "Plan: 1 to download",
+        "tiny: fetched 2.7 MB (4 files)",
+        "Applied:",
+        "  ok     download tiny",
+        f"Status written to {work.status_file}",
+    ]
+    assert all(line in out for line in order), out
+    assert sorted(order, key=out.index) == order, out
 
 
 def test_corrupt_bytes_from_the_hub_are_never_available(work: Workdir, hub: LocalHub) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli import Workdir
-from hub import LocalHub, safetensors_bytes
+
+from tests.support.cli import Workdir
+from tests.support.hub import LocalHub, safetensors_bytes
 
 WEIGHTS = safetensors_bytes(b"\x05" * 100_000)
 FILES = {"config.json": b'{"model_type": "tiny"}', "model.safetensors": WEIGHTS}

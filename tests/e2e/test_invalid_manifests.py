@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli import Workdir, reconcile
+
+from tests.support.cli import Workdir, reconcile
 
 HEADER = "apiVersion: modelsync/v1\nkind: ModelSet\nmetadata: {name: bad}\n"
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 import yaml
-from cli import Run, Workdir
-from hub import LocalHub
 from huggingface_hub import hf_hub_download
+
+from tests.support.cli import Run, Workdir
+from tests.support.hub import LocalHub
 
 WEIGHTS = bytes(range(256)) * 8192  # 2 MiB: an LFS file
 CONFIG = b'{"model_type": "tiny"}'

@@ -6,13 +6,16 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import httpx2
 import pytest
-from cli import Workdir
-from hub import LocalHub
 
+from controller.api.app import create_app
 from controller.api.client import ModelAvailability
-from controller.api.routes import Api
-from controller.store.state import StateStore
+from controller.api.listener import ApiListener
+from controller.store import StateStore
+from tests.support.cli import Workdir
+from tests.support.hub import LocalHub
+from tests.support.standing_controller import StandingController
 
 TINY = {"config.json": b'{"model_type": "tiny"}', "model.safetensors": bytes(range(256)) * 4096}
 BIG = {"config.json": b'{"model_type": "big"}', "model.safetensors": bytes(range(256)) * 8192}
@@ -102,13 +105,16 @@ def test_request_wait_gives_up_at_the_timeout(work: Workdir) -> None:
 
 def test_three_doors_give_the_same_result(work: Workdir) -> None:
     with ModelAvailability(work.manifests) as client:
-        api = Api(client)
-        for name in ("tiny", "big", "nope"):
-            python = client.request(name).model_dump(mode="json")
-            cli = work.reconcile("request", name, "--json")
-            code, http = api.handle("POST", f"/v1/models/{name}/request")
-            assert cli.json() == python == http, name
-            assert (cli.code, code) == {"tiny": (0, 200), "big": (2, 200), "nope": (1, 404)}[name]
+        # The HTTP door as a controller serves it, in front of a controller standing still.
+        app = create_app(StandingController(client.desired))
+        with ApiListener(app, "127.0.0.1", 0) as listener:
+            for name in ("tiny", "big", "nope"):
+                python = client.request(name).model_dump(mode="json")
+                cli = work.reconcile("request", name, "--json")
+                response = httpx2.post(f"{listener.url}/v1/models/{name}/request", timeout=30)
+                assert cli.json() == python == response.json(), name
+                codes = (cli.code, response.status_code)
+                assert codes == {"tiny": (0, 200), "big": (2, 200), "nope": (1, 404)}[name]
     assert python["error"] == "unknown model 'nope'; declared models: tiny, big"
 
 

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli import DEADLINE_S, Workdir
-from hub import LocalHub
 from huggingface_hub import hf_hub_download, scan_cache_dir
 
 from controller.hub.transfer import CHUNK_SIZE, DEFAULT_RETRY
+from tests.support.cli import DEADLINE_S, Workdir
+from tests.support.hub import LocalHub
 
 MIB = 1024 * 1024
 BIG_SIZE = 64 * MIB

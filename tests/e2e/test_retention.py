@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli import DEADLINE_S, REPO_ROOT, Run, Workdir, wait_until
-from hub import LocalHub
 from huggingface_hub import hf_hub_download, scan_cache_dir, snapshot_download
 
-from controller.cache.deletion import HOLD_ENV
-from controller.store import leases
-from controller.store.state import StateStore
+from controller.store import StateStore, leases
 from reconcilers.retention import OLD_REVISION_GRACE
+from tests.support import deletion_halt
+from tests.support.cli import DEADLINE_S, REPO_ROOT, Run, Workdir, wait_until
+from tests.support.hub import LocalHub
 
 CONFIG = b'{"model_type": "tiny"}'
 
@@ -336,8 +335,19 @@ def test_an_unused_on_demand_model_is_evicted_once_and_not_fetched_again(work: W
     converged(work)
 
 
+# Where a deletion can be killed: before each of its steps, every earlier one done.  What the
+# cache of org/b holds there: its ref, its snapshot, its blobs (True while still present).
+CRASH_POINTS = {
+    "remove_refs": (True, True, True),
+    "unlink_entries": (False, True, True),
+    "remove_unlinked_blobs": (False, False, True),
+    "remove_if_empty": (False, False, False),
+}
+
+
+@pytest.mark.parametrize("step", deletion_halt.STEPS)
 def test_kill_during_a_deletion_then_the_next_apply_finishes_it(
-    work: Workdir, tmp_path: Path
+    work: Workdir, tmp_path: Path, step: str
 ) -> None:
     work.write_manifest([{"name": "a", "repo": "org/a"}, {"name": "b", "repo": "org/b"}])
     ok(work.reconcile("--apply"))
@@ -345,25 +355,26 @@ def test_kill_during_a_deletion_then_the_next_apply_finishes_it(
     blobs = sorted(os.listdir(repo_dir(work, "b") / "blobs"))
     work.write_manifest([{"name": "a", "repo": "org/a"}])
 
-    # The test hook holds the deletion between unlinking the snapshot and removing the blobs.
-    marker = tmp_path / "held"
-    proc = work.start("--apply", env={HOLD_ENV: str(marker)})
+    # The deletion halts before ``step`` and is killed there, deterministically.
+    marker = tmp_path / "halted"
+    proc = deletion_halt.start(work, step, marker, "--apply")
     try:
-        wait_until(marker.exists, "the deletion to reach its midpoint")
+        wait_until(marker.exists, f"the deletion to reach {step}")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 
-    # Killed halfway: refs and snapshot are gone, the blobs not yet, and the cache is valid.
-    assert not (repo_dir(work, "b") / "refs" / "main").exists()
-    assert not (repo_dir(work, "b") / "snapshots" / commit).exists()
-    assert sorted(os.listdir(repo_dir(work, "b") / "blobs")) == blobs
+    # Killed part way: what is gone is gone in order, and the cache is valid.
+    ref_left, snapshot_left, blobs_left = CRASH_POINTS[step]
+    assert (repo_dir(work, "b") / "refs" / "main").exists() == ref_left
+    assert (repo_dir(work, "b") / "snapshots" / commit).exists() == snapshot_left
+    assert sorted(os.listdir(repo_dir(work, "b") / "blobs")) == (blobs if blobs_left else [])
     assert_cache_is_valid(work)
     assert loads(work, "a")
 
-    shown = plan(work)
+    shown = plan(work)  # the blobs left are the bytes the rest of the deletion frees
     assert [(a["kind"], a["model"], a["reason"], a["bytes"]) for a in shown["actions"]] == [
-        ("delete", "b", "Interrupted", size_of(B))
+        ("delete", "b", "Interrupted", size_of(B) if blobs_left else 0)
     ]
     ok(work.reconcile("--apply"))
     assert not repo_dir(work, "b").exists()

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 import httpx2
 import pytest
-from hub import LocalHub
 from huggingface_hub import (
     HfApi,
     RepoFile,
@@ -32,7 +31,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from controller.mirror import seed
+from controller.mirror.git_objects import default_lfs_rule
+from tests.support.hub import LocalHub
 
 REPO = "acme/tiny-model"
 MiB = 1024 * 1024
@@ -221,7 +221,7 @@ def test_model_info_with_files_metadata(hub: LocalHub, published: str) -> None:
     for name, source in _repo_files().items():
         data, sibling = _content(source), siblings[name]
         assert sibling.size == len(data), name
-        if seed.default_lfs_rule(name, len(data)):
+        if default_lfs_rule(name, len(data)):
             assert sibling.lfs is not None
             assert sibling.lfs.sha256 == _sha256(data)
             assert sibling.lfs.size == len(data)

@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli import DEADLINE_S, Workdir, wait_until
-from hub import LocalHub
 from huggingface_hub import hf_hub_download
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -32,6 +30,8 @@ from controller.api.client import ModelAvailability
 from controller.api.events import EventKind, Follower
 from controller.hub.transfer import CHUNK_SIZE, DEFAULT_RETRY
 from controller.runtime.process import STOP_GRACE_SECONDS
+from tests.support.cli import DEADLINE_S, Workdir, wait_until
+from tests.support.hub import LocalHub
 
 MIB = 1024 * 1024
 CONFIG = b'{"model_type": "watched"}\n'
@@ -537,7 +537,7 @@ def test_a_lease_is_taken_and_released_over_http(
         assert client.release_lease("a", lease_id) is False  # already gone
 
 
-def test_probes_metrics_and_the_event_stream(
+def test_probes_metrics_the_event_stream_and_the_api_document(
     tmp_path: Path, hub: LocalHub, controllers: Controllers, weights: bytes
 ) -> None:
     content = weights[: 4 * MIB]
@@ -596,6 +596,35 @@ def test_probes_metrics_and_the_event_stream(
     assert samples[("modelsync_ready", ())] == 1
     assert samples[("modelsync_disk_used_bytes", ())] == size
     assert samples[("modelsync_disk_budget_bytes", ())] > 0
+    assert samples[("process_resident_memory_bytes", ())] > 10_000_000  # the controller's own
+    assert samples[("process_cpu_seconds_total", ())] > 0
+
+    code, body = c.call("GET", "/openapi.json")
+    assert code == 200
+    document = json.loads(body)
+    operations = {
+        (method.upper(), path)
+        for path, ops in document["paths"].items()
+        for method in ops
+        if path.startswith("/v1/")
+    }
+    assert operations >= {
+        ("GET", "/v1/status"),
+        ("GET", "/v1/models/{name}"),
+        ("POST", "/v1/models/{name}/request"),
+        ("POST", "/v1/models/{name}/use"),
+        ("POST", "/v1/models/{name}/pause"),
+        ("POST", "/v1/models/{name}/resume"),
+        ("POST", "/v1/models/{name}/lease"),
+        ("DELETE", "/v1/models/{name}/lease/{lease_id}"),
+        ("POST", "/v1/reconcile"),
+        ("GET", "/v1/events"),
+    }
+    request = document["paths"]["/v1/models/{name}/request"]["post"]["responses"]["200"]
+    assert request["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ModelRequestResult"
+    )
+    assert "StatusReport" in document["components"]["schemas"]
 
 
 def test_beyond_loopback_a_token_is_required_and_checked(
@@ -617,6 +646,7 @@ def test_beyond_loopback_a_token_is_required_and_checked(
     assert c.call("GET", "/v1/status", token="")[0] == 401
     assert c.call("GET", "/v1/status", token="wrong")[0] == 401
     assert c.call("GET", "/metrics", token="")[0] == 401
+    assert c.call("GET", "/openapi.json", token="")[0] == 401
     assert c.call("GET", "/v1/status")[0] == 200
 
 

@@ -13,7 +13,7 @@ from controller.domain.units import human_bytes, plural
 from controller.engine import adoption
 from controller.engine.observe import observe
 from controller.planning.planner import assess_all
-from controller.store.state import StateStore
+from controller.store import StateStore
 from controller.system.clock import utcnow
 from controller.system.exits import ExitCode
 

@@ -1,4 +1,4 @@
-"""``reconcile --apply``: one pass, its plan, its progress and its result."""
+"""``reconcile --apply``: one pass; its plan, then its progress, then its result."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 import sys
 
 from controller.cli import render
-from controller.cli.commands.shared import load
-from controller.domain import budget
+from controller.cli.commands.shared import load_for_pass
+from controller.domain import Plan, budget
 from controller.engine import status_file
 from controller.system.exits import ExitCode
 
@@ -20,39 +20,24 @@ def run(
     locked: bool = False,
     budget_bytes: int | None = None,
 ) -> int:
-    loaded = load(path)
+    loaded = load_for_pass(path, locked=locked)
     if loaded is None:
-        return ExitCode.ERROR
-    manifests, desired = loaded
-    from dataclasses import replace
-
-    from controller.engine import locking
-    from controller.engine.reconcile import reconcile
-
-    locks = locking.check(manifests, desired, locked=locked)
-    if locks is None:
         return ExitCode.ERROR
     from controller.cli.terminal import ProgressDisplay
     from controller.engine.progress import ProgressTracker
-    from controller.engine.reconcile import PassHooks
+    from controller.engine.reconcile import PassHooks, reconcile
 
     tracker, display = ProgressTracker(), ProgressDisplay()
     tracker.listen(display, every=display.interval)
     try:
         result = reconcile(
-            desired,
-            downloads=manifests.downloads,
+            loaded,
             offline=offline,
-            pinned=locks.pinned,
-            hooks=PassHooks(progress=tracker),
+            hooks=PassHooks(progress=tracker, on_plan=None if as_json else _show_plan),
             budget=None if budget_bytes is None else budget.explicit(budget_bytes),
         )
     finally:
         display.close()
-    stale = locking.stale_warnings(locks)
-    if stale:
-        shown = replace(result.plan, warnings=(*stale, *result.plan.warnings))
-        result = replace(result, plan=shown)
     if as_json:
         print(
             json.dumps(
@@ -64,10 +49,16 @@ def run(
             )
         )
     else:
-        sys.stdout.write(render.plan_to_text(result.plan))
-        print()
         sys.stdout.write(render.results_to_text(result.outcome.results))
         print()
         print(render.status_to_text(result.status))
-        print(f"\nStatus written to {desired.status_file}")
+        print(f"\nStatus written to {loaded.desired.status_file}")
     return ExitCode.OK if result.ok else ExitCode.ERROR
+
+
+def _show_plan(plan: Plan) -> None:
+    """The plan, before the progress of carrying it out: progress goes to stderr, and when
+    both streams go to one file (cron, CI, journald) the plan must be in it first."""
+    sys.stdout.write(render.plan_to_text(plan))
+    print()
+    sys.stdout.flush()

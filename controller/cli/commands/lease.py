@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from controller.api.client import ModelAvailability, UnknownModelError
 from controller.cli.commands.shared import load
 from controller.domain import DesiredState
-from controller.store.state import BeingEvictedError
+from controller.store import BeingEvictedError
 from controller.system.exits import ExitCode
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from controller.cli.commands.shared import load
 from controller.system.exits import ExitCode
 
@@ -10,6 +12,20 @@ def run(path: str, upgrade: list[str] | None) -> int:
     loaded = load(path)
     if loaded is None:
         return ExitCode.ERROR
-    from controller.engine import locking
+    manifests, desired = loaded
+    from controller.engine import pinning
+    from controller.manifest.lock_files import read_lock_files
 
-    return locking.lock(*loaded, upgrade)
+    try:
+        pinned = pinning.pin(manifests, desired, read_lock_files(manifests), upgrade)
+    except pinning.PinningRefused as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return ExitCode.ERROR
+    for note in pinned.notes:
+        print(note, file=sys.stderr)
+    for lock_file in pinned.lock_files:
+        print(f"{lock_file.path}: {'written' if lock_file.written else 'up to date'}")
+        for line in lock_file.summary:
+            print(f"  {line}")
+    return ExitCode.OK

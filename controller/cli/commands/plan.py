@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from controller.cli import render
-from controller.cli.commands.shared import load
+from controller.cli.commands.shared import load_for_pass
+from controller.domain import budget
 from controller.system.exits import ExitCode
 
 
@@ -19,20 +20,21 @@ def run(
     state_file: str | None = None,
     budget_bytes: int | None = None,
 ) -> int:
-    loaded = load(path)
+    loaded = load_for_pass(path, locked=locked)
     if loaded is None:
         return ExitCode.ERROR
-    from controller.engine import locking
+    from controller.engine.reconcile import PlanRefused, plan_for_machine, plan_here
 
+    chosen = None if budget_bytes is None else budget.explicit(budget_bytes)
     # The lock, when there is one, describes the remote side: no hub needed for those models.
-    the_plan = locking.plan(
-        *loaded,
-        offline=offline,
-        locked=locked,
-        state_file=state_file,
-        budget_bytes=budget_bytes,
-    )
-    if the_plan is None:
+    try:
+        the_plan = (
+            plan_here(loaded, offline=offline, budget=chosen)
+            if state_file is None
+            else plan_for_machine(loaded, state_file, budget=chosen)
+        )
+    except PlanRefused as e:
+        print(e, file=sys.stderr)
         return ExitCode.ERROR
     sys.stdout.write(render.plan_to_json(the_plan) if as_json else render.plan_to_text(the_plan))
     if the_plan.errors:

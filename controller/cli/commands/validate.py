@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 
 from controller.cli.commands.shared import load
-from controller.manifest.loader import (
-    manifest_json_schema,
-)
+from controller.manifest.schema import manifest_json_schema
 from controller.system.exits import ExitCode
 
 

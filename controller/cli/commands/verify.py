@@ -25,18 +25,14 @@ def run(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
         )
         return ExitCode.ERROR
     from controller.api.client import ModelAvailability
+    from controller.cli.terminal import HashingProgress
     from controller.engine import health as verification
-    from controller.store.state import StateStore
+    from controller.store import StateStore
     from controller.system.clock import utcnow
 
-    with StateStore.open(Path(desired.state_dir)) as store:
+    with StateStore.open(Path(desired.state_dir)) as store, HashingProgress() as progress:
         checks = verification.verify_declared(
-            desired,
-            store,
-            clock=utcnow,
-            models=models,
-            full=full,
-            progress=verification.terminal_progress,
+            desired, store, clock=utcnow, models=models, full=full, progress=progress
         )
     # The whole status, as the request API computes it (queue, retention, the last
     # reconcile's failures), not just the files this check looked at.

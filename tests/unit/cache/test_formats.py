@@ -9,12 +9,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from hub import safetensors_bytes
 
 from controller.cache.formats import safetensors_problem
 from controller.cache.inspection import inspect
 from controller.domain import FileWork
-from controller.store.state import StateStore
+from controller.store import StateStore
+from tests.support.hub import safetensors_bytes
 
 GOOD = safetensors_bytes(b"\x07" * 1000)
 

@@ -8,12 +8,11 @@ from controller.cache import layout
 from controller.cache.inspection import inspect
 from controller.domain import DesiredModel, FileWork
 from controller.engine.observe import observe, observe_models
-from controller.mirror import seed
 from controller.planning.planner import assess_all
-from controller.store import leases
-from controller.store.state import StateStore
+from controller.store import StateStore, leases
 from controller.system.clock import utcnow
-from tests.unit.factories import desired
+from tests.support import repos
+from tests.support.factories import desired
 
 
 def verify_all(store: StateStore, cache: Path, repo: str, commit: str) -> None:
@@ -26,7 +25,7 @@ def verify_all(store: StateStore, cache: Path, repo: str, commit: str) -> None:
 def test_a_few_models_assess_as_they_would_from_the_whole_cache(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     commits = {
-        repo: seed.publish(cache, repo, {"config.json": repo.encode(), "model.bin": b"w" * 99})
+        repo: repos.publish(cache, repo, {"config.json": repo.encode(), "model.bin": b"w" * 99})
         for repo in ("org/a", "org/b", "other/tool")  # other/tool: no model declares it
     }
     a, b = DesiredModel("a", "org/a"), DesiredModel("b", "org/b")
@@ -54,7 +53,7 @@ def test_a_few_models_assess_as_they_would_from_the_whole_cache(tmp_path: Path) 
 
 def test_records_passed_in_are_used_instead_of_a_query_per_file(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    commit = seed.publish(cache, "org/a", {"config.json": b"{}"})
+    commit = repos.publish(cache, "org/a", {"config.json": b"{}"})
     path = layout.snapshot_path(cache, "org/a", commit, "config.json")
     entry = layout.read_repo(cache, "org/a").files_at(commit)["config.json"]
     f = FileWork("config.json", entry.size, entry.blob)

@@ -1,18 +1,9 @@
-"""Transfer progress: throughput over a window, ETA, listeners' pace, metrics and bars."""
+"""Transfer progress: throughput over a window, ETA, listeners' pace, bars."""
 
 from __future__ import annotations
 
-import io
-from datetime import datetime, timezone
-
-from prometheus_client.parser import text_string_to_metric_families
-
-from controller.api.metrics import Metrics, render
-from controller.cli.terminal import ProgressDisplay, describe
-from controller.domain import Disk
-from controller.domain.progress import duration
+from controller.domain.progress import describe, duration
 from controller.engine.progress import ModelProgress, ProgressTracker, RateMeter, eta
-from controller.planning.status import ModelStatus, StatusReport, StatusSummary
 
 MB = 1_000_000
 
@@ -93,79 +84,6 @@ def _progress(done: int, total: int, rate: float | None = None) -> ModelProgress
     )
 
 
-def test_a_terminal_gets_bars_and_a_log_gets_a_line_every_few_seconds() -> None:
+def test_progress_reads_as_text() -> None:
     assert duration(5) == "5s" and duration(72) == "1m12s" and duration(3700) == "1h01m"
     assert describe(_progress(52, 100, 1.0)) == "52% of 100 B (0/3 files), 1 B/s, 48s left"
-    tty = io.StringIO()
-    ProgressDisplay(tty, tty=True)({"m": _progress(5 * MB, 10 * MB, MB)})
-    assert "m [############............] 50% of 10.0 MB" in tty.getvalue()
-    clock = Clock()
-    plain = io.StringIO()
-    display = ProgressDisplay(plain, tty=False, monotonic=clock)
-    for second in range(12):
-        clock.now = second
-        display({"m": _progress(second, 100)})
-    display({"m": _progress(100, 100)})
-    assert plain.getvalue().splitlines() == [
-        "m: 0% of 100 B (0/3 files)",
-        "m: 10% of 100 B (0/3 files)",
-        "m: fetched 100 B (3 files)",
-    ]
-    assert "\x1b" not in plain.getvalue()
-
-
-def _report() -> StatusReport:
-    now = datetime(2026, 11, 26, tzinfo=timezone.utc)
-    model = ModelStatus(
-        name='we"ird',
-        repo="org/m",
-        revision="main",
-        commit="c" * 40,
-        phase="AVAILABLE",
-        reason="Verified",
-        message="",
-        size_on_disk=12_345_678_901,
-        expected_size=12_345_678_901,
-        integrity_score=1.0,
-        priority="auto",
-        policy="always",
-        last_checked=now,
-    )
-    summary = StatusSummary(
-        models=1, phases={"AVAILABLE": 1}, size_on_disk=12_345_678_901, expected_size=1, ready=True
-    )
-    return StatusReport(observedGeneration="g", updatedAt=now, summary=summary, models=(model,))
-
-
-def test_metrics_text_parses_as_prometheus_exposition() -> None:
-    metrics = Metrics()
-    metrics.record_pass(0.3, ok=True)
-    metrics.record_pass(42.0, ok=False)
-    metrics.count_verify_failures('we"ird', 2)
-    text = render(
-        metrics.sample(
-            report=_report(),
-            downloaded={'we"ird': 5 * MB},
-            disk=Disk(total=1000 * MB, free=400 * MB),
-            budget_bytes=800 * MB,
-            ready=True,
-        )
-    )
-    families = {f.name: f for f in text_string_to_metric_families(text)}
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for f in families.values()
-        for s in f.samples
-    }
-    assert samples[("modelsync_model_phase", (("model", 'we"ird'), ("phase", "AVAILABLE")))] == 1
-    assert samples[("modelsync_model_phase", (("model", 'we"ird'), ("phase", "FAILED")))] == 0
-    assert samples[("modelsync_downloaded_bytes_total", (("model", 'we"ird'),))] == 5 * MB
-    assert samples[("modelsync_verify_failures_total", (("model", 'we"ird'),))] == 2
-    assert samples[("modelsync_reconciles_total", ())] == 2
-    assert samples[("modelsync_reconcile_errors_total", ())] == 1
-    assert samples[("modelsync_reconcile_duration_seconds_bucket", (("le", "0.5"),))] == 1
-    assert samples[("modelsync_reconcile_duration_seconds_bucket", (("le", "+Inf"),))] == 2
-    assert samples[("modelsync_reconcile_duration_seconds_sum", ())] == 42.3
-    assert samples[("modelsync_disk_used_bytes", ())] == 12_345_678_901
-    assert samples[("modelsync_disk_budget_bytes", ())] == 800 * MB
-    assert families["modelsync_reconcile_duration_seconds"].type == "histogram"

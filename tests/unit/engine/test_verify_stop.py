@@ -32,10 +32,10 @@ from controller.domain.assessment import Assessment
 from controller.engine.apply import apply_plan
 from controller.engine.health import verify
 from controller.engine.workspace import CacheWorkspace
-from controller.mirror import seed
-from controller.store.state import StateStore
+from controller.store import StateStore
 from controller.system.cancel import Cancelled, StopSignal
-from tests.unit.factories import NOW
+from tests.support import repos
+from tests.support.factories import NOW
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/fdinfo").is_dir(), reason="reads file positions from /proc"
@@ -94,7 +94,7 @@ class Cached:
 def cached(tmp_path: Path) -> Cached:
     data = random.Random(5).randbytes(SIZE)
     cache = tmp_path / "cache"
-    commit = seed.publish(cache, REPO, {"model.safetensors": data})
+    commit = repos.publish(cache, REPO, {"model.safetensors": data})
     f = FileWork("model.safetensors", SIZE, hashlib.sha256(data).hexdigest())
     return Cached(
         cache,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from hub import LocalHub
-
 from controller.domain import Reason, RemoteProblem, RemoteRevision
 from controller.hub import revisions as hub_client
+from tests.support.hub import LocalHub
 
 
 def test_a_reset_connection_and_a_503_are_retried(hub: LocalHub) -> None:

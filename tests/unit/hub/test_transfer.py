@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
-from hub import LocalHub
 from huggingface_hub import hf_hub_download, scan_cache_dir
 
+from controller.cache.hashing import HashKind, digest_bytes
 from controller.domain import Reason
 from controller.hub.revisions import HubError
 from controller.hub.transfer import (
@@ -33,8 +33,8 @@ from controller.hub.transfer import (
     TokenBucket,
     fetch,
 )
-from controller.mirror import seed
 from controller.system.cancel import Cancelled, StopSignal
+from tests.support.hub import LocalHub
 
 REPO = "org/model"
 MIB = 1024 * 1024
@@ -58,7 +58,8 @@ def commit(hub: LocalHub) -> str:
 
 def ref_for(commit: str, path: str = "model.safetensors") -> FileRef:
     data = FILES[path]
-    etag = seed.git_blob_sha1(data) if path == "config.json" else hashlib.sha256(data).hexdigest()
+    kind = HashKind.GIT_BLOB_SHA1 if path == "config.json" else HashKind.SHA256
+    etag = digest_bytes(data, kind)
     return FileRef(REPO, path, commit, etag=etag, size=len(data))
 
 
@@ -128,7 +129,7 @@ def test_nested_and_git_blob_files(hub: LocalHub, hf_cache: Path, commit: str) -
     config = do_fetch(hub, hf_cache, ref_for(commit, "config.json"))
 
     assert os.readlink(nested.snapshot).startswith("../../../blobs/")
-    assert config.digest == seed.git_blob_sha1(CONFIG)  # a git blob id, not a sha256
+    assert config.digest == digest_bytes(CONFIG, HashKind.GIT_BLOB_SHA1)  # not a sha256
     report = scan_cache_dir(hf_cache)
     assert report.warnings == []
     assert {f.file_name for r in report.repos for rev in r.revisions for f in rev.files} == {

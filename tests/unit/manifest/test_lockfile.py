@@ -40,7 +40,7 @@ from controller.manifest.lockfile import (
 )
 from controller.planning.nodestate import ReportedModel, ReportedState, observation_from_status
 from controller.planning.planner import plan
-from tests.unit.factories import C1, C2, CONFIG, NOW, README, WEIGHTS, desired
+from tests.support.factories import C1, C2, CONFIG, NOW, README, WEIGHTS, desired
 
 SELECTED = ("*.json", "*.safetensors")
 

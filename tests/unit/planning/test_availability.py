@@ -32,7 +32,7 @@ from controller.planning.availability import (
     snapshot,
 )
 from controller.planning.status import Failure
-from tests.unit.factories import C1, NOW, desired
+from tests.support.factories import C1, NOW, desired
 
 MB = 1_000_000
 

@@ -25,7 +25,7 @@ from controller.domain import (
     Verification,
 )
 from controller.planning.planner import QueueEntry, effective_priority, plan, queue
-from tests.unit.factories import C1, C2, CONFIG, NOW, README, WEIGHTS, desired
+from tests.support.factories import C1, C2, CONFIG, NOW, README, WEIGHTS, desired
 
 FILES = (CONFIG, README, WEIGHTS)
 

@@ -40,7 +40,7 @@ from controller.domain import (
 from controller.domain.budget import Budget
 from controller.planning.planner import plan
 from reconcilers.retention import OLD_REVISION_GRACE
-from tests.unit.factories import C1, C2, CONFIG, NOW, WEIGHTS
+from tests.support.factories import C1, C2, CONFIG, NOW, WEIGHTS
 
 LONG_AGO = NOW - timedelta(days=60)
 FILES = (CONFIG, WEIGHTS)

@@ -14,13 +14,14 @@ import yaml
 from controller.api.events import SUBSCRIBER_QUEUE, EventBus, EventKind, parse_sse
 from controller.cli.logs import JsonFormatter
 from controller.domain import Reason
-from controller.manifest.loader import ManifestError, load_manifests, parse_duration
+from controller.manifest.fields import parse_duration
+from controller.manifest.loader import load_manifests
+from controller.manifest.problems import ManifestError
 from controller.planning.backoff import BackoffBook, BackoffPolicy
 from controller.planning.status import Failure
-from controller.runtime.http_server import InsecureBind, check_bind, is_loopback
 from controller.runtime.loop import Trigger, TriggerQueue
 from controller.system.cancel import Cancelled, StopSignal
-from tests.unit.factories import NOW
+from tests.support.factories import NOW
 
 BROKEN = Failure(reason=Reason.DOWNLOAD_FAILED, message="HTTP 503")
 
@@ -173,18 +174,6 @@ def test_a_bad_duration_is_reported_with_its_line(tmp_path: Path) -> None:
     text = str(e.value)
     assert "spec.controller.resync_interval: invalid duration 'often'" in text
     assert "spec.controller.port: must be at most 65535" in text
-
-
-# --------------------------------------------------------------------------- the API's bind
-
-
-def test_only_loopback_may_be_served_without_a_token() -> None:
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
-    check_bind("127.0.0.1", None)
-    check_bind("0.0.0.0", "secret")
-    with pytest.raises(InsecureBind, match="MODELSYNC_API_TOKEN"):
-        check_bind("0.0.0.0", None)
 
 
 # --------------------------------------------------------------------------- events

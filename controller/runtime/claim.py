@@ -1,8 +1,8 @@
-"""One controller per cache: a lock in the state directory, and where to reach the holder.
+"""One controller per cache: a claim on the state directory, and where to reach its holder.
 
 Two controllers over one cache would download the same files twice and fight over its refs.
-The lock is an ``flock`` on ``<state>/controller.lock``: the kernel drops it when the process
-dies however it dies, so a crash never leaves a stale lock behind.  Next to it,
+The claim is an ``flock`` on ``<state>/controller.lock``: the kernel drops it when the process
+dies however it dies, so a crash never leaves a stale claim behind.  Next to it,
 ``controller.json`` says who holds it and where its HTTP API listens, so that a second
 controller can say whom it collided with, and clients can find the running one.
 """
@@ -20,7 +20,10 @@ from filelock import FileLock, Timeout
 from controller.api.discovery import INFO_NAME, Info, read_info
 from controller.system.atomic import atomic_write_text
 
-LOCK_NAME = "controller.lock"
+# The file's name predates the word "claim" and stays: a controller of an earlier version
+# still running over the same state directory flocks this very file, so the two exclude each
+# other during an upgrade instead of both managing the cache.
+CLAIM_FILE = "controller.lock"
 
 
 class AlreadyRunning(Exception):
@@ -38,16 +41,16 @@ class AlreadyRunning(Exception):
         )
 
 
-class InstanceLock:
+class CacheClaim:
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.state_dir = Path(state_dir)
-        self._lock = FileLock(self.state_dir / LOCK_NAME)
+        self._flock = FileLock(self.state_dir / CLAIM_FILE)
 
-    def acquire(self) -> None:
-        """Take the lock or raise :class:`AlreadyRunning` at once (never wait for it)."""
+    def take(self) -> None:
+        """Claim the cache or raise :class:`AlreadyRunning` at once (never wait for it)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self._lock.acquire(timeout=0)
+            self._flock.acquire(timeout=0)
         except Timeout:
             raise AlreadyRunning(self.state_dir, read_info(self.state_dir)) from None
 
@@ -57,6 +60,4 @@ class InstanceLock:
     def release(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.state_dir / INFO_NAME).unlink()
-        self._lock.release()
-
-
+        self._flock.release()

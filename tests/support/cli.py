@@ -84,11 +84,16 @@ class Workdir:
         return reconcile(*args, "-f", str(self.manifests), endpoint=self.endpoint, env=env)
 
     def start(
-        self, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        module: str = "controller",
     ) -> subprocess.Popen[bytes]:
         """Run ``reconcile`` in the background, e.g. to kill it mid-transfer; ``log`` gets
-        its stdout and stderr."""
-        command = _command(*args, "-f", str(self.manifests))
+        its stdout and stderr.  ``module`` is what ``python -m`` runs: one that wraps the
+        command, such as :mod:`tests.support.deletion_halt`, takes its arguments first."""
+        command = _command(*args, "-f", str(self.manifests), module=module)
         environment = _environment(self.endpoint, env)
         if log is None:
             return subprocess.Popen(
@@ -133,8 +138,8 @@ def wait_until(condition: Callable[[], Any], what: str, deadline: float = DEADLI
         time.sleep(0.05)
 
 
-def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "controller", *args]
+def _command(*args: str, module: str = "controller") -> list[str]:
+    return [sys.executable, "-m", module, *args]
 
 
 def _environment(endpoint: str, env: dict[str, str] | None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""controller.mirror.seed writes repos in exactly the layout huggingface_hub reads."""
+"""tests.support.repos writes repos in exactly the layout huggingface_hub reads."""
 
 from __future__ import annotations
 
@@ -10,11 +10,19 @@ from pathlib import Path
 import pytest
 from huggingface_hub import hf_hub_download, scan_cache_dir, try_to_load_from_cache
 
-from controller.mirror import seed
+from controller.cache.hashing import CHUNK_SIZE, HashKind, digest_bytes
+from controller.cache.layout import read_tags
+from controller.domain import COMMIT_RE
+from controller.mirror.git_objects import LFS_SIZE_THRESHOLD
+from tests.support import repos
 
 REPO = "org/model"
 # `printf 'hello\n' | git hash-object --stdin`
 HELLO_GIT_SHA1 = "ce013625030ba8dba906f756967f9e9ca394464a"
+
+
+def _git_blob_sha1(content: bytes) -> str:
+    return digest_bytes(content, HashKind.GIT_BLOB_SHA1)
 
 
 def _folder(cache: Path) -> Path:
@@ -31,10 +39,10 @@ def _files() -> dict[str, bytes | Path]:
 
 
 def test_layout_blobs_snapshots_and_ref(tmp_path: Path) -> None:
-    commit = seed.publish(tmp_path, REPO, _files())
+    commit = repos.publish(tmp_path, REPO, _files())
 
     folder = _folder(tmp_path)
-    assert seed.COMMIT_RE.fullmatch(commit)
+    assert COMMIT_RE.fullmatch(commit)
     assert (folder / "refs" / "main").read_bytes() == commit.encode()  # no trailing newline
     snapshot = folder / "snapshots" / commit
     for path, content in _files().items():
@@ -48,34 +56,34 @@ def test_layout_blobs_snapshots_and_ref(tmp_path: Path) -> None:
 
 
 def test_etags_follow_the_hub_convention(tmp_path: Path) -> None:
-    big = os.urandom(seed.LFS_SIZE_THRESHOLD)
+    big = os.urandom(LFS_SIZE_THRESHOLD)
     files: dict[str, bytes | Path] = {"README.md": b"hello\n", "data.txt": big, "m.gguf": b"x"}
-    commit = seed.publish(tmp_path, REPO, files)
+    commit = repos.publish(tmp_path, REPO, files)
 
     snapshot = _folder(tmp_path) / "snapshots" / commit
     names = {p: Path(os.readlink(snapshot / p)).name for p in files}
-    assert names["README.md"] == HELLO_GIT_SHA1 == seed.git_blob_sha1(b"hello\n")
+    assert names["README.md"] == HELLO_GIT_SHA1 == _git_blob_sha1(b"hello\n")
     assert names["data.txt"] == hashlib.sha256(big).hexdigest()  # 1 MiB -> LFS by size
     assert names["m.gguf"] == hashlib.sha256(b"x").hexdigest()  # LFS by extension
 
 
 def test_custom_lfs_rule(tmp_path: Path) -> None:
-    commit = seed.publish(
+    commit = repos.publish(
         tmp_path,
         REPO,
         {"a.bin": b"binary", "b.txt": b"text"},
         lfs=lambda path, size: path == "b.txt",
     )
     snapshot = _folder(tmp_path) / "snapshots" / commit
-    assert Path(os.readlink(snapshot / "a.bin")).name == seed.git_blob_sha1(b"binary")
+    assert Path(os.readlink(snapshot / "a.bin")).name == _git_blob_sha1(b"binary")
     assert Path(os.readlink(snapshot / "b.txt")).name == hashlib.sha256(b"text").hexdigest()
 
 
 def test_commit_is_deterministic(tmp_path: Path) -> None:
-    first = seed.publish(tmp_path / "a", REPO, _files(), message="v1")
-    again = seed.publish(tmp_path / "b", REPO, _files(), message="v1")
-    other_message = seed.publish(tmp_path / "c", REPO, _files(), message="v2")
-    on_top = seed.publish(tmp_path / "a", REPO, _files(), message="v1")
+    first = repos.publish(tmp_path / "a", REPO, _files(), message="v1")
+    again = repos.publish(tmp_path / "b", REPO, _files(), message="v1")
+    other_message = repos.publish(tmp_path / "c", REPO, _files(), message="v2")
+    on_top = repos.publish(tmp_path / "a", REPO, _files(), message="v1")
 
     assert first == again
     assert other_message != first
@@ -83,11 +91,11 @@ def test_commit_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_a_publish_is_the_whole_new_tree(tmp_path: Path) -> None:
-    v1 = seed.publish(tmp_path, REPO, _files())
+    v1 = repos.publish(tmp_path, REPO, _files())
     files = _files()
     del files["README.md"]
     files["config.json"] = b"{}"
-    v2 = seed.publish(tmp_path, REPO, files)
+    v2 = repos.publish(tmp_path, REPO, files)
 
     folder = _folder(tmp_path)
     assert not (folder / "snapshots" / v2 / "README.md").exists()
@@ -104,12 +112,12 @@ def test_large_path_sources_are_streamed(tmp_path: Path) -> None:
         out.truncate(64 * 1024 * 1024)
     tracemalloc.start()
     try:
-        commit = seed.publish(tmp_path / "cache", REPO, {"big.safetensors": source})
+        commit = repos.publish(tmp_path / "cache", REPO, {"big.safetensors": source})
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
 
-    assert peak < 3 * seed.CHUNK_SIZE
+    assert peak < 3 * CHUNK_SIZE
     link = _folder(tmp_path / "cache") / "snapshots" / commit / "big.safetensors"
     expected = hashlib.sha256(b"\0" * (64 * 1024 * 1024)).hexdigest()
     assert Path(os.readlink(link)).name == expected
@@ -120,15 +128,15 @@ def test_large_path_sources_are_streamed(tmp_path: Path) -> None:
 def test_path_and_bytes_sources_share_blobs(tmp_path: Path) -> None:
     source = tmp_path / "README.md"
     source.write_bytes(b"hello\n")
-    commit = seed.publish(tmp_path / "cache", REPO, {"a.md": source, "b.md": b"hello\n"})
+    commit = repos.publish(tmp_path / "cache", REPO, {"a.md": source, "b.md": b"hello\n"})
     snapshot = _folder(tmp_path / "cache") / "snapshots" / commit
     assert os.readlink(snapshot / "a.md") == os.readlink(snapshot / "b.md")
     assert [p.name for p in (_folder(tmp_path / "cache") / "blobs").iterdir()] == [HELLO_GIT_SHA1]
 
 
 def test_huggingface_hub_reads_the_seeded_cache(tmp_path: Path) -> None:
-    commit = seed.publish(tmp_path, REPO, _files())
-    seed.tag(tmp_path, REPO, "v1.0", commit)
+    commit = repos.publish(tmp_path, REPO, _files())
+    repos.tag(tmp_path, REPO, "v1.0", commit)
 
     report = scan_cache_dir(tmp_path)
     assert report.warnings == []
@@ -148,72 +156,72 @@ def test_huggingface_hub_reads_the_seeded_cache(tmp_path: Path) -> None:
 
 
 def test_branches_tags_and_pull_requests(tmp_path: Path) -> None:
-    v1 = seed.publish(tmp_path, REPO, {"a": b"1"})
-    v2 = seed.publish(tmp_path, REPO, {"a": b"2"})
-    pr = seed.publish(tmp_path, REPO, {"a": b"3"}, branch="refs/pr/1")
-    seed.move_branch(tmp_path, REPO, "main", v1)
-    seed.move_branch(tmp_path, REPO, "dev", v2)
-    seed.tag(tmp_path, REPO, "v1", v1)
+    v1 = repos.publish(tmp_path, REPO, {"a": b"1"})
+    v2 = repos.publish(tmp_path, REPO, {"a": b"2"})
+    pr = repos.publish(tmp_path, REPO, {"a": b"3"}, branch="refs/pr/1")
+    repos.move_branch(tmp_path, REPO, "main", v1)
+    repos.move_branch(tmp_path, REPO, "dev", v2)
+    repos.tag(tmp_path, REPO, "v1", v1)
 
     folder = _folder(tmp_path)
-    assert seed.read_ref(tmp_path, REPO, "main") == v1
-    assert seed.read_ref(tmp_path, REPO, "dev") == v2
+    assert repos.read_ref(tmp_path, REPO, "main") == v1
+    assert repos.read_ref(tmp_path, REPO, "dev") == v2
     assert (folder / "refs" / "refs" / "pr" / "1").read_text() == pr  # nests like the client's
-    assert seed.read_tags(folder) == {"v1"}
+    assert read_tags(folder) == {"v1"}
 
-    seed.delete_branch(tmp_path, REPO, "refs/pr/1")
+    repos.delete_branch(tmp_path, REPO, "refs/pr/1")
     assert not (folder / "refs" / "refs").exists()  # no empty directories left behind
     assert (folder / "snapshots" / pr).is_dir()  # the cache keeps what it had
-    seed.delete_tag(tmp_path, REPO, "v1")
-    assert seed.read_tags(folder) == frozenset()
-    assert seed.read_ref(tmp_path, REPO, "v1") is None
+    repos.delete_tag(tmp_path, REPO, "v1")
+    assert read_tags(folder) == frozenset()
+    assert repos.read_ref(tmp_path, REPO, "v1") is None
 
 
 def test_ref_helpers_refuse_mistakes(tmp_path: Path) -> None:
-    commit = seed.publish(tmp_path, REPO, {"a": b"1"})
-    seed.tag(tmp_path, REPO, "v1", commit)
+    commit = repos.publish(tmp_path, REPO, {"a": b"1"})
+    repos.tag(tmp_path, REPO, "v1", commit)
 
     with pytest.raises(ValueError, match="unknown commit"):
-        seed.move_branch(tmp_path, REPO, "main", "0" * 40)
+        repos.move_branch(tmp_path, REPO, "main", "0" * 40)
     with pytest.raises(ValueError, match="is a tag"):
-        seed.move_branch(tmp_path, REPO, "v1", commit)
+        repos.move_branch(tmp_path, REPO, "v1", commit)
     with pytest.raises(ValueError, match="is a tag"):
-        seed.publish(tmp_path, REPO, {"a": b"2"}, branch="v1")
+        repos.publish(tmp_path, REPO, {"a": b"2"}, branch="v1")
     with pytest.raises(ValueError, match="already a branch"):
-        seed.tag(tmp_path, REPO, "main", commit)
+        repos.tag(tmp_path, REPO, "main", commit)
     with pytest.raises(FileNotFoundError):
-        seed.delete_branch(tmp_path, REPO, "nope")
+        repos.delete_branch(tmp_path, REPO, "nope")
 
 
 @pytest.mark.parametrize("path", ["../escape", "/abs", "a//b", "a/./b", "a\\b", "", "dir/"])
 def test_unsafe_paths_are_rejected(tmp_path: Path, path: str) -> None:
     with pytest.raises(ValueError):
-        seed.publish(tmp_path, REPO, {path: b"x"})
+        repos.publish(tmp_path, REPO, {path: b"x"})
     assert not any(tmp_path.iterdir())  # nothing written
 
 
 @pytest.mark.parametrize("repo_id", ["a/b/c", "../x", "org/..", "org/a--b", "", "org/"])
 def test_unsafe_repo_ids_are_rejected(tmp_path: Path, repo_id: str) -> None:
     with pytest.raises(ValueError):
-        seed.publish(tmp_path, repo_id, {"a": b"x"})
+        repos.publish(tmp_path, repo_id, {"a": b"x"})
 
 
 @pytest.mark.parametrize("branch", ["../main", "refs/../x", ".hidden", "a//b"])
 def test_unsafe_branch_names_are_rejected(tmp_path: Path, branch: str) -> None:
     with pytest.raises(ValueError):
-        seed.publish(tmp_path, REPO, {"a": b"x"}, branch=branch)
+        repos.publish(tmp_path, REPO, {"a": b"x"}, branch=branch)
 
 
 def test_a_path_cannot_be_file_and_directory(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="both as file and directory"):
-        seed.publish(tmp_path, REPO, {"a": b"x", "a/b": b"y"})
+        repos.publish(tmp_path, REPO, {"a": b"x", "a/b": b"y"})
 
 
 def test_no_temporary_files_are_left(tmp_path: Path) -> None:
     source = tmp_path / "src.bin"
     source.write_bytes(b"payload")
-    commit = seed.publish(tmp_path / "cache", REPO, {**_files(), "src.bin": source})
-    seed.tag(tmp_path / "cache", REPO, "v1", commit)
+    commit = repos.publish(tmp_path / "cache", REPO, {**_files(), "src.bin": source})
+    repos.tag(tmp_path / "cache", REPO, "v1", commit)
 
     leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []

@@ -1,8 +1,8 @@
-"""A local Hugging Face hub for tests: ``controller.mirror.server`` over a seeded cache directory.
+"""A local Hugging Face hub for tests: the mirror (``reconcile serve``) over a cache directory.
 
 Tests publish repos with ``hub.publish(...)`` and point ``huggingface_hub`` at
 ``hub.url`` (always pass ``endpoint=hub.url``: the client reads ``HF_ENDPOINT`` only
-at import). Faults and the request log come straight from the server::
+at import). Faults and the request log come from the server (:mod:`tests.support.faults`)::
 
     def test_something(hub, hf_cache):
         commit = hub.publish("org/model", {"config.json": b"{}"})
@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from controller.mirror import seed
-from controller.mirror.server import Faults, HubServer, RequestRecord
+from controller.mirror.git_objects import LfsRule
+from tests.support import repos
+from tests.support.faults import FaultInjectingHubServer, Faults, RequestRecord
 
 
 class LocalHub:
@@ -31,7 +32,7 @@ class LocalHub:
     def __init__(self, root: Path, *, verbose: bool = False) -> None:
         self.cache_dir = Path(root)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.server = HubServer(self.cache_dir, verbose=verbose)
+        self.server = FaultInjectingHubServer(self.cache_dir, verbose=verbose)
 
     def __enter__(self) -> LocalHub:
         self.server.start()
@@ -96,21 +97,23 @@ class LocalHub:
         branch: str = "main",
         *,
         message: str = "",
-        lfs: seed.LfsRule | None = None,
+        lfs: LfsRule | None = None,
     ) -> str:
-        return seed.publish(self.cache_dir, repo_id, files, branch=branch, message=message, lfs=lfs)
+        return repos.publish(
+            self.cache_dir, repo_id, files, branch=branch, message=message, lfs=lfs
+        )
 
     def move_branch(self, repo_id: str, branch: str, commit: str) -> None:
-        seed.move_branch(self.cache_dir, repo_id, branch, commit)
+        repos.move_branch(self.cache_dir, repo_id, branch, commit)
 
     def tag(self, repo_id: str, tag: str, commit: str) -> None:
-        seed.tag(self.cache_dir, repo_id, tag, commit)
+        repos.tag(self.cache_dir, repo_id, tag, commit)
 
     def delete_branch(self, repo_id: str, branch: str) -> None:
-        seed.delete_branch(self.cache_dir, repo_id, branch)
+        repos.delete_branch(self.cache_dir, repo_id, branch)
 
     def repo_dir(self, repo_id: str) -> Path:
-        return seed.repo_folder(self.cache_dir, repo_id)
+        return repos.repo_folder(self.cache_dir, repo_id)
 
     def blob(self, repo_id: str, etag: str) -> Path:
         """The served blob file, e.g. to damage it in a test."""

@@ -1,0 +1,100 @@
+"""The Hub's JSON documents, built from a repo of the served cache.
+
+What a cache cannot know is invented conservatively: there is one author (the org), no card
+data, no commit history, no downloads or likes, and ``lastModified`` is the snapshot's mtime.
+Xet is never advertised, so clients always download over plain HTTP ranges.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import cast
+
+from controller.mirror.git_objects import GitTree
+from controller.mirror.repo_view import FileEntry, RepoView, Revision
+
+JsonObject = dict[str, object]
+
+# ``/api/agent-harnesses``, which huggingface_hub asks for: this hub knows of none.
+EMPTY_REGISTRY: JsonObject = {"standardEnvVars": [], "harnesses": {}}
+
+
+def model_info_json(rev: Revision, blobs: bool) -> JsonObject:
+    info: JsonObject = {
+        "id": rev.repo_id,
+        "modelId": rev.repo_id,
+        "sha": rev.commit,
+        "lastModified": _iso(rev.last_modified),
+        "private": False,
+        "gated": False,
+        "disabled": False,
+        "downloads": 0,
+        "likes": 0,
+        "tags": [],
+        "siblings": [_sibling_json(f, blobs) for f in rev.files.values()],
+    }
+    if "/" in rev.repo_id:
+        info["author"] = rev.repo_id.split("/")[0]
+    return info
+
+
+def tree_entry_json(rev: Revision, tree: GitTree, path: str) -> JsonObject:
+    if path in tree.dir_ids:
+        return {"type": "directory", "oid": tree.dir_ids[path], "size": 0, "path": path}
+    entry = rev.files[path]
+    item: JsonObject = {"type": "file", "oid": entry.blob_id, "size": entry.size, "path": path}
+    if entry.is_lfs:
+        item["lfs"] = {"oid": entry.etag, "size": entry.size, "pointerSize": entry.pointer_size}
+    return item
+
+
+def paths_info_json(rev: Revision, paths: list[str]) -> list[JsonObject]:
+    """The entries of ``paths`` that exist; missing ones are silently left out, as the Hub does."""
+    tree = rev.tree()
+    found = []
+    for path in dict.fromkeys(paths):
+        if path in rev.files or path in tree.dir_ids:
+            found.append(tree_entry_json(rev, tree, path))
+    return found
+
+
+def refs_json(view: RepoView, include_prs: bool) -> JsonObject:
+    tags = view.tags()
+    groups: dict[str, list[JsonObject]] = {
+        "branches": [],
+        "converts": [],
+        "tags": [],
+        "pullRequests": [],
+    }
+    for name, commit in view.refs():
+        group, ref = _classify_ref(name, tags)
+        groups[group].append({"name": name, "ref": ref, "targetCommit": commit})
+    if not include_prs:
+        del groups["pullRequests"]  # the Hub only sends them when asked
+    return cast(JsonObject, groups)
+
+
+def _iso(timestamp: float) -> str:
+    """The one format ``huggingface_hub.utils.parse_datetime`` accepts."""
+    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _sibling_json(entry: FileEntry, blobs: bool) -> JsonObject:
+    sibling: JsonObject = {"rfilename": entry.path}
+    if blobs:
+        sibling.update(size=entry.size, blobId=entry.blob_id)
+        if entry.is_lfs:
+            lfs = {"sha256": entry.etag, "size": entry.size, "pointerSize": entry.pointer_size}
+            sibling["lfs"] = lfs
+    return sibling
+
+
+def _classify_ref(name: str, tags: frozenset[str]) -> tuple[str, str]:
+    if name in tags:
+        return "tags", f"refs/tags/{name}"
+    if name.startswith("refs/pr/"):
+        return "pullRequests", name
+    if name.startswith("refs/convert/"):
+        return "converts", name
+    return "branches", f"refs/heads/{name}"

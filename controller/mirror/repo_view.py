@@ -1,0 +1,223 @@
+"""A repo of the served cache as the hub describes one: revisions, their files, refs and tags.
+
+The cache is re-read on every call, because the directory may change underneath (a
+controller downloading into it, a branch moving).  Every name comes from a request, so every
+path is checked to resolve inside the cache directory, and only what huggingface_hub writes
+is served: links from a snapshot into its own repo's ``blobs/`` (or plain copies, as with
+``HF_HUB_DISABLE_SYMLINKS``), never a partial download or a temporary file.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# Exported lazily, which mypy cannot see; the module's documented import.
+from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]
+
+from controller.cache import layout
+from controller.cache.hashing import HashKind, digest_file
+from controller.domain import COMMIT_RE
+from controller.mirror.errors import HubError
+from controller.mirror.git_objects import (
+    GitTree,
+    blob_id,
+    build_tree,
+    default_lfs_rule,
+    is_lfs_etag,
+    lfs_pointer,
+)
+from controller.system.atomic import TEMP_NAME_RE
+
+# huggingface_hub rewrites refs/<name> through refs/<name>.<uuid8>.tmp.
+_CLIENT_TEMP_REF_RE = re.compile(r".+\.[0-9a-f]{8}\.tmp")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a revision, as the Hub describes it."""
+
+    path: str
+    blob: Path  # fully resolved, checked to lie inside the cache directory
+    etag: str  # sha256 (LFS) or git blob sha1, i.e. the blob's file name
+    size: int
+
+    @property
+    def is_lfs(self) -> bool:
+        return is_lfs_etag(self.etag)
+
+    @property
+    def pointer_size(self) -> int:
+        return len(lfs_pointer(self.etag, self.size))
+
+    @property
+    def blob_id(self) -> str:
+        return blob_id(self.etag, self.size)
+
+
+@dataclass(frozen=True)
+class Revision:
+    repo_id: str
+    commit: str
+    files: Mapping[str, FileEntry]
+    last_modified: float
+
+    def tree(self) -> GitTree:
+        return build_tree({path: entry.blob_id for path, entry in self.files.items()})
+
+
+class RepoView:
+    """Read-only view of one ``models--org--name`` folder, re-read on every call."""
+
+    def __init__(self, root: Path, repo_id: str, folder: Path) -> None:
+        self.root = root
+        self.repo_id = repo_id
+        self.folder = folder
+
+    def resolve(self, revision: str) -> str:
+        """Branch, tag, ``refs/pr/N`` or full commit id -> commit id."""
+        name = revision
+        for prefix in ("refs/heads/", "refs/tags/"):
+            name = name.removeprefix(prefix)
+        if COMMIT_RE.match(name) and self._has_snapshot(name):
+            return name
+        commit = self._read_ref(name)
+        if commit is None:
+            raise HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        return commit
+
+    def revision(self, revision: str) -> Revision:
+        commit = self.resolve(revision)
+        snapshot = self._snapshot(commit)
+        files = {}
+        try:
+            for rel, path in _walk(snapshot):
+                entry = self._entry(rel, path)
+                if entry is not None:
+                    files[rel] = entry
+            modified = snapshot.stat().st_mtime
+        except FileNotFoundError:  # the revision was deleted from the cache meanwhile
+            raise HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}") from None
+        return Revision(self.repo_id, commit, files, modified)
+
+    def file(self, commit: str, path: str) -> FileEntry | None:
+        """Look up one file without scanning the whole snapshot (HEADs come in storms)."""
+        snapshot = self._snapshot(commit)
+        parent = snapshot
+        for part in path.split("/")[:-1]:
+            parent = parent / part
+            if parent.is_symlink():  # _walk does not follow directory links either
+                return None
+        return self._entry(path, snapshot / path)
+
+    def refs(self) -> list[tuple[str, str]]:
+        """(name, commit) of every ref whose snapshot is present."""
+        refs_dir = self.folder / "refs"
+        found = []
+        for name, _ in _walk(refs_dir) if refs_dir.is_dir() else ():
+            if _CLIENT_TEMP_REF_RE.fullmatch(name):
+                continue  # huggingface_hub mid-way through rewriting a ref
+            commit = self._read_ref(name)
+            if commit is not None:
+                found.append((name, commit))
+        return found
+
+    def tags(self) -> frozenset[str]:
+        return layout.read_tags(self.folder)
+
+    def _snapshot(self, commit: str) -> Path:
+        return self.folder / "snapshots" / commit
+
+    def _has_snapshot(self, commit: str) -> bool:
+        snapshot = self._snapshot(commit)
+        return snapshot.is_dir() and _within(snapshot, self.root)
+
+    def _read_ref(self, name: str) -> str | None:
+        try:
+            layout.check_ref_name(name)
+        except ValueError:
+            return None
+        ref = self.folder / "refs" / name
+        if not ref.is_file() or not _within(ref, self.root):
+            return None
+        commit = layout.read_ref(ref)
+        ok = commit is not None and COMMIT_RE.match(commit) and self._has_snapshot(commit)
+        return commit if ok else None
+
+    def _entry(self, rel: str, path: Path) -> FileEntry | None:
+        """A servable file, or None for anything that is not one (or escapes the cache)."""
+        if path.is_symlink():
+            etag = self._blob_name(path)
+            if etag is None:
+                return None
+        elif not path.is_file() or rel.endswith(".incomplete"):
+            return None
+        else:
+            etag = None  # a copied file (HF_HUB_DISABLE_SYMLINKS): hash it below
+        real = Path(os.path.realpath(path))
+        if not real.is_file() or not _within(real, self.root):
+            return None
+        stat = real.stat()
+        if etag is None:
+            # A copy carries no etag; guess LFS-ness the way the Hub's defaults would.
+            lfs = default_lfs_rule(rel, stat.st_size)
+            etag = _hash_copy(str(real), stat.st_size, stat.st_mtime_ns, stat.st_ino, lfs)
+        return FileEntry(rel, real, etag, stat.st_size)
+
+    def _blob_name(self, link: Path) -> str | None:
+        """The etag a snapshot link names: its first hop must be ``blobs/<sha>`` of this repo.
+
+        Judging by the name, not the content, is what the client does too, and it keeps
+        a HEAD on a 50 GB file cheap. ``.incomplete`` files never match the pattern.
+        """
+        try:
+            hop = Path(os.path.normpath(link.parent / os.readlink(link)))
+        except OSError:  # removed since it was listed
+            return None
+        if hop.parent != Path(os.path.normpath(self.folder / "blobs")):
+            return None
+        return hop.name if HashKind.of_blob_name(hop.name) is not None else None
+
+
+def open_repo(root: Path, repo_id: str) -> RepoView | None:
+    """The repo ``repo_id`` names in the cache at ``root``, or None when it holds none.
+
+    Only ids the Hub itself accepts: ``--`` is the separator of the folder's name, so an id
+    containing it would name another repo's folder.
+    """
+    try:
+        validate_repo_id(repo_id)
+        folder = layout.repo_folder(root, repo_id)
+    except ValueError:
+        return None
+    if not (folder / "snapshots").is_dir() or not _within(folder, root):
+        return None
+    return RepoView(root, repo_id, folder)
+
+
+def _within(path: Path, root: Path) -> bool:
+    return Path(os.path.realpath(path)).is_relative_to(root)
+
+
+def _walk(directory: Path, prefix: str = "") -> Iterator[tuple[str, Path]]:
+    """Non-directory entries below ``directory``, sorted; directory symlinks are not followed."""
+    with os.scandir(directory) as scan:
+        entries = sorted(scan, key=lambda e: e.name)
+    for entry in entries:
+        if TEMP_NAME_RE.fullmatch(entry.name):
+            continue  # a file or link being written, renamed into place when complete
+        rel = prefix + entry.name
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(Path(entry.path), rel + "/")
+        else:
+            yield rel, Path(entry.path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hash_copy(path: str, size: int, mtime_ns: int, inode: int, lfs: bool) -> str:
+    """Etag of a copied snapshot file; keyed by stat so an edited file is hashed again."""
+    return digest_file(path, HashKind.SHA256 if lfs else HashKind.GIT_BLOB_SHA1)

@@ -1,0 +1,176 @@
+"""The connection to the state database: opening it, and the one short transaction per write.
+
+One database, ``<state_dir>/modelsync.db``, shared by every process on the machine: the
+application recording usage, the CLI, the controller.  WAL journal mode lets readers run
+alongside the single writer, and a busy timeout makes a writer wait for another instead of
+failing; each write is one short ``BEGIN IMMEDIATE`` transaction, so nobody waits long.
+
+:class:`Database` is what every group of tables builds on (``verifications``, ``downloads``,
+...): it owns the connection, and its ``_write``/``_select`` are the only ways they reach it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from controller.store import schema
+from controller.store.errors import StateError
+
+DB_FILENAME = "modelsync.db"
+
+# How long a writer waits for another process's transaction before giving up.  Writes are
+# tiny, so hitting this means something is stuck, not merely busy.
+BUSY_TIMEOUT_SECONDS = 10.0
+
+_Opened = TypeVar("_Opened", bound="Database")
+
+
+def _connect(target: str, *, uri: bool) -> sqlite3.Connection:
+    # isolation_level=None: the sqlite3 module must not open transactions behind our back;
+    # writes use explicit BEGIN IMMEDIATE so the busy timeout governs lock waits.
+    conn = sqlite3.connect(
+        target,
+        uri=uri,
+        timeout=BUSY_TIMEOUT_SECONDS,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite already rolls back by itself on some errors (disk full, I/O); a second
+    # ROLLBACK would then fail and hide the error that matters.
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One transaction that takes the write lock at its start, not at its first write.
+
+    Taking it first means a transaction that reads and then writes (a migration reading
+    ``user_version``, a lease checking the deletion journal) decides on what it read: no
+    other writer can slip in between.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+class Database:
+    """One open state database, the base of :class:`controller.store.state.StateStore`.
+
+    Thread safety: one connection per store, guarded by a lock, rather than one connection
+    per thread.  Every operation is a single short statement or transaction, so threads of
+    one process gain nothing from parallel connections (SQLite admits one writer at a time
+    anyway), while a single connection can be closed from any thread and never leaks
+    connections of threads that have finished.  Other processes still run concurrently
+    through WAL.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, version: int, readonly: bool) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._lock = threading.Lock()
+        self.path = path
+        self.schema_version = version
+        self.readonly = readonly
+
+    # ----------------------------------------------------------------- opening and closing
+
+    @classmethod
+    def open(cls: type[_Opened], state_dir: str | os.PathLike[str]) -> _Opened:
+        """Open (creating the directory and database if needed) and migrate the store."""
+        directory = Path(state_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / DB_FILENAME
+        conn = _connect(str(path), uri=False)
+        try:
+            # WAL persists in the file; setting it again is a no-op.  It must precede the
+            # migration transaction because the journal mode cannot change inside one.
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # durable in WAL except on power loss
+            conn.execute("PRAGMA foreign_keys = ON")
+            # All missing migrations in one transaction: a failing one leaves none applied.
+            with _immediate(conn):
+                version = schema.migrate(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, version, readonly=False)
+
+    @classmethod
+    def open_readonly(cls: type[_Opened], state_dir: str | os.PathLike[str]) -> _Opened | None:
+        """Open for reading only, or ``None`` when there is no database yet.
+
+        Planning uses this and must change nothing: no directory, no database, no
+        migration.  (SQLite may still create its ``-wal``/``-shm`` side files next to an
+        existing database in order to read it consistently; they hold no data of ours.)
+        """
+        path = Path(state_dir) / DB_FILENAME
+        if not path.is_file():
+            return None
+        conn = _connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            version = schema.user_version(conn)
+            if version > schema.latest_version():
+                raise schema.too_new(path, version)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, version, readonly=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self: _Opened) -> _Opened:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- the two ways in
+
+    def _live(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateError(f"state store {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, holding the thread lock for its whole length."""
+        if self.readonly:
+            raise StateError(f"state store {self.path} was opened read-only")
+        with self._lock, _immediate(self._live()) as conn:
+            yield conn
+
+    def _select(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._live().execute(sql, params).fetchall()
+            except sqlite3.OperationalError as e:
+                # A read-only store cannot migrate an older database; a table a later
+                # migration adds is simply empty from the reader's point of view.
+                if self.schema_version < schema.latest_version() and "no such table" in str(e):
+                    return []
+                raise

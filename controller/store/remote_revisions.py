@@ -1,0 +1,72 @@
+"""The hub's last answers: what each ``repo@revision`` contained when the hub was last asked.
+
+``--offline`` and a hub that cannot be reached plan against these; a recalled answer is
+always marked stale, so nothing mistakes it for news.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from controller.domain import RemoteFile, RemoteRevision
+from controller.store.columns import timestamp
+from controller.store.connection import Database
+
+
+def _files_to_json(files: Sequence[RemoteFile]) -> str:
+    return json.dumps(
+        [{"path": f.path, "size": f.size, "blob_id": f.blob_id, "sha256": f.sha256} for f in files],
+        separators=(",", ":"),
+    )
+
+
+def _files_from_json(text: str) -> tuple[RemoteFile, ...]:
+    return tuple(
+        RemoteFile(path=d["path"], size=d["size"], blob_id=d["blob_id"], sha256=d["sha256"])
+        for d in json.loads(text)
+    )
+
+
+class RemoteRevisions(Database):
+    """The ``remote_revisions`` table."""
+
+    def remember_remote(self, rev: RemoteRevision, observed_at: datetime) -> None:
+        """Keep what the hub said a revision contains, for when it cannot be asked."""
+        if rev.stale:
+            # Re-remembering a recalled revision would pass old news off as fresh.
+            raise ValueError(f"{rev.repo}@{rev.revision} is stale; only remember hub answers")
+        with self._write() as conn:
+            conn.execute(
+                """
+                INSERT INTO remote_revisions (repo, revision, commit_sha, files_json, observed_at)
+                VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (repo, revision) DO UPDATE SET
+                    commit_sha = excluded.commit_sha, files_json = excluded.files_json,
+                    observed_at = excluded.observed_at
+                """,
+                (
+                    rev.repo,
+                    rev.revision,
+                    rev.commit,
+                    _files_to_json(rev.files),
+                    timestamp(observed_at),
+                ),
+            )
+
+    def recall_remote(self, repo: str, revision: str) -> RemoteRevision | None:
+        """The last remembered answer for ``repo@revision``, marked stale, if any."""
+        rows = self._select(
+            "SELECT * FROM remote_revisions WHERE repo = ? AND revision = ?", (repo, revision)
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return RemoteRevision(
+            repo=row["repo"],
+            revision=row["revision"],
+            commit=row["commit_sha"],
+            files=_files_from_json(row["files_json"]),
+            stale=True,
+        )

@@ -1,0 +1,41 @@
+"""The hub's last answers: remembered as news, recalled as stale."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from controller.store import StateStore
+from tests.support.factories import C1, C2, NOW
+from tests.unit.store.samples import remote
+
+
+def test_remote_revision_round_trips_and_comes_back_stale(tmp_path: Path) -> None:
+    rev = remote()
+    with StateStore.open(tmp_path) as store:
+        store.remember_remote(rev, observed_at=NOW)
+
+    with StateStore.open(tmp_path) as store:
+        recalled = store.recall_remote(rev.repo, "main")
+
+    assert recalled == dataclasses.replace(rev, stale=True)
+
+
+def test_remembering_again_keeps_the_latest_answer(store: StateStore) -> None:
+    store.remember_remote(remote(C1), observed_at=NOW)
+    store.remember_remote(remote(C2), observed_at=NOW + timedelta(hours=1))
+
+    recalled = store.recall_remote("Wan-AI/Wan2.2-TI2V-5B", "main")
+    assert recalled is not None
+    assert recalled.commit == C2
+    assert store.recall_remote("Wan-AI/Wan2.2-TI2V-5B", "other-branch") is None
+    assert store.recall_remote("nobody/nothing", "main") is None
+
+
+def test_a_stale_revision_cannot_be_remembered_as_news(store: StateStore) -> None:
+    with pytest.raises(ValueError, match="stale"):
+        store.remember_remote(dataclasses.replace(remote(), stale=True), observed_at=NOW)
+    assert store.recall_remote(remote().repo, "main") is None
