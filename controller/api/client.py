@@ -47,7 +47,7 @@ from controller.domain.usage import window_start
 from controller.engine import status_file
 from controller.engine.observe import observe
 from controller.manifest.desired import to_desired
-from controller.manifest.loader import load_manifests
+from controller.manifest.loading import load_manifests
 from controller.planning import availability
 from controller.planning.availability import ModelRequestResult
 from controller.store import StateStore, leases

@@ -1,6 +1,6 @@
 """One pass: observe → plan → apply → write status, and the I/O behind each stage.
 
-``reconcile`` runs a pass from what ``controller.manifest.lock_files`` loaded (and ``--plan``'s
+``reconcile`` runs a pass from what ``controller.manifest.loading`` loaded (and ``--plan``'s
 observe → plan, here or for another machine); ``observe`` reads the cache, the state store, the
 disk and the hub and changes nothing; ``apply`` carries out a plan model by model through the
 reconcilers and a ``workspace`` (the I/O behind their actions); ``status_file`` writes and reads

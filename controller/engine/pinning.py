@@ -17,7 +17,7 @@ from controller.domain import DesiredState, RemoteProblem, RemoteRevision
 from controller.domain.units import human_bytes, plural
 from controller.hub import revisions
 from controller.manifest import lockfile
-from controller.manifest.lock_files import LockFiles, models_by_file
+from controller.manifest.loading import LockFiles, models_by_file
 from controller.manifest.lockfile import LockedModel, LockFile, LockStep, Resolve
 from controller.manifest.manifest_set import ManifestSet
 from controller.system.atomic import atomic_write_text

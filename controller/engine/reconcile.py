@@ -1,6 +1,6 @@
 """One pass: observe -> plan -> apply -> write status, from what was loaded.
 
-The caller loads once (:func:`controller.manifest.lock_files.load`: the manifests and their lock
+The caller loads once (:func:`controller.manifest.loading.load`: the manifests and their lock
 files) and hands the result here.  :func:`reconcile` then runs each stage once, in order:
 
 1. **observe** the cache, the state store, the disk and (unless offline or pinned) the hub;
@@ -42,7 +42,7 @@ from controller.engine.apply import ApplyOutcome, ApplyRun, PhaseChange
 from controller.engine.observe import observe, observe_models
 from controller.engine.progress import ProgressTracker
 from controller.engine.workspace import CacheWorkspace
-from controller.manifest.lock_files import RELOCK, Loaded
+from controller.manifest.loading import RELOCK, Loaded
 from controller.planning import planner, retention_view, status
 from controller.planning.nodestate import ReportedModel, ReportedState, observation_from_status
 from controller.store import StateStore

@@ -6,7 +6,7 @@ locked commit and checks every file against the locked hash, and a pull request 
 model to a new commit shows it as a diff of the lock.
 
 Everything here is pure (text in, values out): reading the files beside the manifests happens
-in :mod:`controller.manifest.lock_files`, asking the hub and writing them in
+in :mod:`controller.manifest.loading`, asking the hub and writing them in
 :mod:`controller.engine.pinning`.
 
 Format
@@ -104,7 +104,7 @@ class LockFileError(ValueError):
 def lock_path_for(manifest_path: str) -> str:
     """``dir/wan2.2.yaml`` -> ``dir/wan2.2.lock.yaml`` (``.yml`` stays ``.yml``).
 
-    The manifest loader skips ``*.lock.yaml`` and ``*.lock.yml``, so a lock never passes for
+    Loading manifests skips ``*.lock.yaml`` and ``*.lock.yml``, so a lock never passes for
     a manifest.
     """
     for suffix in (".yaml", ".yml"):

@@ -35,7 +35,7 @@ from controller.engine import status_file
 from controller.engine.progress import ProgressTracker
 from controller.engine.reconcile import PassHooks, Reconciled, reconcile
 from controller.hub import revisions
-from controller.manifest.lock_files import Loaded, Rejected, load
+from controller.manifest.loading import Loaded, Rejected, load
 from controller.manifest.schema import Controller as Settings
 from controller.planning.backoff import BackoffBook, BackoffPolicy
 from controller.store import StateStore

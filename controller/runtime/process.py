@@ -20,7 +20,7 @@ from controller.api.app import create_app
 from controller.api.discovery import Info, token_from_env
 from controller.api.listener import ApiListener, InsecureBind, check_bind
 from controller.hub import revisions
-from controller.manifest.lock_files import Rejected, load
+from controller.manifest.loading import Rejected, load
 from controller.runtime.claim import AlreadyRunning, CacheClaim
 from controller.runtime.loop import Controller
 from controller.runtime.manifest_watch import ManifestWatcher

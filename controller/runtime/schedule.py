@@ -17,7 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from controller.domain.usage import window_start
-from controller.manifest.lock_files import Loaded
+from controller.manifest.loading import Loaded
 from controller.runtime.loop import Controller, Trigger
 from controller.store import StateStore
 

@@ -14,7 +14,7 @@ def run(path: str, upgrade: list[str] | None) -> int:
         return ExitCode.ERROR
     manifests, desired = loaded
     from controller.engine import pinning
-    from controller.manifest.lock_files import read_lock_files
+    from controller.manifest.loading import read_lock_files
 
     try:
         pinned = pinning.pin(manifests, desired, read_lock_files(manifests), upgrade)

@@ -6,15 +6,15 @@ import sys
 
 from controller.domain import DesiredState
 from controller.hub import revisions
-from controller.manifest import lock_files
-from controller.manifest.lock_files import Loaded, Rejected
+from controller.manifest import loading
+from controller.manifest.loading import Loaded, Rejected
 from controller.manifest.manifest_set import ManifestSet
 
 
 def load(path: str) -> tuple[ManifestSet, DesiredState] | None:
     """The manifests alone, for commands that do not run a pass."""
     try:
-        manifests, desired = lock_files.read_manifests(path)
+        manifests, desired = loading.read_manifests(path)
     except Rejected as e:
         say_rejected(e)
         return None
@@ -25,7 +25,7 @@ def load(path: str) -> tuple[ManifestSet, DesiredState] | None:
 def load_for_pass(path: str, *, locked: bool) -> Loaded | None:
     """The manifests and their lock files, as ``--plan`` and ``--apply`` start from them."""
     try:
-        loaded = lock_files.load(path, locked=locked)
+        loaded = loading.load(path, locked=locked)
     except Rejected as e:
         say_rejected(e)
         return None

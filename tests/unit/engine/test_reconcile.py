@@ -9,7 +9,7 @@ import yaml
 from controller.domain import Plan
 from controller.domain.status import StatusReport
 from controller.engine.reconcile import PassHooks, reconcile
-from controller.manifest import lock_files
+from controller.manifest import loading
 from tests.support.cli import Workdir
 from tests.support.hub import LocalHub, safetensors_bytes
 
@@ -40,7 +40,7 @@ def test_the_plan_comes_before_any_change_and_a_model_is_available_once_its_work
         phases.append({m["name"]: m["phase"] for m in on_disk["models"]})
 
     result = reconcile(
-        lock_files.load(work.manifests), hooks=PassHooks(on_plan=on_plan, on_status=on_status)
+        loading.load(work.manifests), hooks=PassHooks(on_plan=on_plan, on_status=on_status)
     )
 
     assert result.ok

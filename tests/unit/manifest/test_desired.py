@@ -10,7 +10,7 @@ import pytest
 
 from controller.domain import Policy, Priority, UpdatePolicy
 from controller.manifest.desired import to_desired
-from controller.manifest.loader import load_manifests
+from controller.manifest.loading import load_manifests
 from reconcilers.retention import OLD_REVISION_GRACE
 from tests.unit.manifest.texts import HEAD, manifest, model, write
 

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from controller.cli.main import build_parser
-from controller.manifest.loader import load_manifests
+from controller.manifest.loading import load_manifests
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 

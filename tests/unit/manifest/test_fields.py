@@ -11,7 +11,7 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from controller.manifest.fields import parse_bandwidth, parse_duration
-from controller.manifest.loader import load_manifests
+from controller.manifest.loading import load_manifests
 from controller.manifest.problems import ManifestError
 from tests.unit.manifest.texts import HEAD, assert_reported, write
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.manifest.loader import load_manifests
+from controller.manifest.loading import load_manifests
 from tests.unit.manifest.texts import HEAD, assert_reported, manifest, problems_of, write
 
 UNREADABLE = [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.manifest.loader import load_manifests
+from controller.manifest.loading import load_manifests
 from controller.manifest.problems import ManifestError, Problem
 
 HEAD = """\

@@ -15,7 +15,7 @@ from controller.api.events import SUBSCRIBER_QUEUE, EventBus, EventKind, parse_s
 from controller.cli.logs import JsonFormatter
 from controller.domain import Reason
 from controller.manifest.fields import parse_duration
-from controller.manifest.loader import load_manifests
+from controller.manifest.loading import load_manifests
 from controller.manifest.problems import ManifestError
 from controller.planning.backoff import BackoffBook, BackoffPolicy
 from controller.planning.status import Failure

@@ -1,12 +1,16 @@
 """Loading, the first stage of a pass: the manifests and the lock files beside them.
 
-:func:`load` reads every manifest of a file or directory, reads the lock file beside each
-(``wan2.2.yaml`` -> ``wan2.2.lock.yaml``) and checks one against the other, so that a pass
-starts from one value: the desired state, the models its lock files pin to a commit, and what
-to warn about -- or :class:`Rejected`, saying every problem.  ``reconcile --plan``, ``--apply``
-and ``--watch`` load through it; ``reconcile lock`` reads the same two halves
-(:func:`read_manifests`, :func:`read_lock_files`) and decides itself what an unreadable lock file
-means, since rebuilding one is its job.
+:func:`load_manifests` reads a manifest file, or every manifest of a directory, checks each
+and merges them; it either succeeds completely or raises :class:`ManifestError` with *every*
+problem of *every* file, each as ``file:line: path: message`` -- a pull request should show all
+of its mistakes in one CI run, not one per push.
+
+:func:`load` adds the lock file beside each manifest (``wan2.2.yaml`` -> ``wan2.2.lock.yaml``)
+and checks one against the other, so that a pass starts from one value: the desired state, the
+models its lock files pin to a commit, and what to warn about -- or :class:`Rejected`, saying
+every problem.  ``reconcile --plan``, ``--apply`` and ``--watch`` load through it;
+``reconcile lock`` reads the same two halves (:func:`read_manifests`, :func:`read_lock_files`)
+and decides itself what an unreadable lock file means, since rebuilding one is its job.
 
 The lock file's format and the decisions about it (what is stale, what to re-resolve) are pure
 and live in :mod:`controller.manifest.lockfile`; this module reads the files.
@@ -21,12 +25,14 @@ from pathlib import Path
 
 from controller.domain import DesiredModel, DesiredState, RemoteRevision
 from controller.manifest import lockfile
+from controller.manifest.consistency import check_consistency
 from controller.manifest.desired import to_desired
-from controller.manifest.loader import load_manifests
 from controller.manifest.lockfile import LockCheck, LockFile, LockFileError
-from controller.manifest.manifest_set import ManifestSet
-from controller.manifest.problems import ManifestError
+from controller.manifest.manifest_set import ManifestSet, merge
+from controller.manifest.problems import ManifestError, Problem
 from controller.manifest.schema import Controller as Settings
+from controller.manifest.validation import validate
+from controller.manifest.yaml_source import read_document
 
 RELOCK = "run `reconcile lock` and commit the lock"
 
@@ -146,3 +152,48 @@ def models_by_file(
 
 def _stale_warnings(verdict: LockCheck) -> tuple[str, ...]:
     return tuple(f"{m} (entry ignored; {RELOCK})" for m in verdict.mismatches)
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+def load_manifests(path: str | Path) -> ManifestSet:
+    """Load a manifest file, or every manifest of a directory, and merge them.
+
+    Raises :class:`ManifestError` listing every problem of every file.
+    """
+    docs = [read_document(p, str(p)) for p in _manifest_paths(Path(path))]
+    for doc in docs:
+        if isinstance(doc.data, dict):
+            validate(doc)
+    check_consistency(docs)
+    order = {doc.file: index for index, doc in enumerate(docs)}
+    problems = sorted(
+        (p for doc in docs for p in doc.problems), key=lambda p: (order[p.file], p.line)
+    )
+    if problems:
+        raise ManifestError(problems)
+    return merge(docs)
+
+
+def _is_manifest_name(name: str) -> bool:
+    # Lock files are written beside manifests; hidden files are editor droppings.
+    if name.startswith(".") or name.endswith((".lock.yaml", ".lock.yml")):
+        return False
+    return name.endswith((".yaml", ".yml"))
+
+
+def _manifest_paths(path: Path) -> list[Path]:
+    if not path.exists():
+        raise ManifestError([Problem(str(path), 0, "-", "no such file or directory")])
+    if not path.is_dir():
+        return [path]
+    try:
+        entries = sorted(path.iterdir(), key=lambda p: p.name)
+    except OSError as exc:
+        raise ManifestError([Problem(str(path), 0, "-", f"cannot list: {exc.strerror}")]) from None
+    found = [p for p in entries if _is_manifest_name(p.name) and p.is_file()]
+    if not found:
+        message = "no manifests here: expected *.yaml or *.yml files (*.lock.yaml are lock files)"
+        raise ManifestError([Problem(str(path), 0, "-", message)])
+    return found

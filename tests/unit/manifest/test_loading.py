@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.manifest.loader import load_manifests
+from controller.manifest.loading import load_manifests
 from controller.manifest.problems import Problem
 from tests.unit.manifest.texts import HEAD, manifest, model, problems_of, write
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from controller.domain import RemoteRevision
-from controller.manifest import lock_files
-from controller.manifest.lock_files import Loaded, Rejected
+from controller.manifest import loading
+from controller.manifest.loading import Loaded, Rejected
 from controller.manifest.lockfile import LockFile, entry_from_remote, lock_path_for, render
 from tests.support.cli import Workdir
 from tests.support.factories import C1, CONFIG, README, WEIGHTS
@@ -26,7 +26,7 @@ def manifests(tmp_path: Path, **changes: object) -> Path:
 
 def write_lock(path: Path) -> None:
     """The lock file `reconcile lock` would write for the manifests at ``path`` now."""
-    manifest_set, desired = lock_files.read_manifests(path)
+    manifest_set, desired = loading.read_manifests(path)
     answer = RemoteRevision("org/m", "main", C1, (README, WEIGHTS, CONFIG))
     entries = {m.name: entry_from_remote(m, answer) for m in desired.models}
     for f in manifest_set.files:
@@ -86,11 +86,11 @@ def test_what_a_pass_is_given(
     path = files(tmp_path)
     if refusal is not None:
         with pytest.raises(Rejected) as rejected:
-            lock_files.load(path, locked=locked)
+            loading.load(path, locked=locked)
         assert rejected.value.problems[-1] == refusal
         assert rejected.value.conclusion is None
         return
-    loaded = lock_files.load(path, locked=locked)
+    loaded = loading.load(path, locked=locked)
     assert set(loaded.pinned) == pinned
     assert all(rev.commit == C1 and rev.locked for rev in loaded.pinned.values())
     assert loaded.warnings == warnings
@@ -99,10 +99,10 @@ def test_what_a_pass_is_given(
 
 def test_locked_names_what_is_out_of_sync(tmp_path: Path) -> None:
     with pytest.raises(Rejected) as rejected:
-        lock_files.load(stale_lock(tmp_path), locked=True)
+        loading.load(stale_lock(tmp_path), locked=True)
     assert rejected.value.problems == (STALE, OUT_OF_SYNC)
     with pytest.raises(Rejected) as rejected:
-        lock_files.load(no_lock(tmp_path / "other"), locked=True)
+        loading.load(no_lock(tmp_path / "other"), locked=True)
     manifest = tmp_path / "other" / "manifests" / "models.yaml"
     assert rejected.value.problems[0] == (
         f"{manifest}: no lock file ({manifest.with_name('models.lock.yaml')})"
@@ -112,7 +112,7 @@ def test_locked_names_what_is_out_of_sync(tmp_path: Path) -> None:
 def test_invalid_manifests_are_rejected_with_every_problem_and_a_count(tmp_path: Path) -> None:
     path = manifests(tmp_path, priority="urgent", policy="sometimes")
     with pytest.raises(Rejected) as rejected:
-        lock_files.load(path)
+        loading.load(path)
     assert len(rejected.value.problems) == 2
     assert all(p.startswith(f"{path / 'models.yaml'}:") for p in rejected.value.problems)
     assert rejected.value.conclusion == "2 problems found; nothing was changed."
@@ -120,7 +120,7 @@ def test_invalid_manifests_are_rejected_with_every_problem_and_a_count(tmp_path:
 
 def test_the_key_changes_with_what_the_lock_files_pin(tmp_path: Path) -> None:
     def key() -> str:
-        loaded: Loaded = lock_files.load(tmp_path / "manifests")
+        loaded: Loaded = loading.load(tmp_path / "manifests")
         return loaded.key
 
     manifests(tmp_path)
