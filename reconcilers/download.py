@@ -69,6 +69,6 @@ def _update_message(a: Assessment) -> str:
     changed = sum(f.etag not in a.reusable for f in a.missing)
     linked = len(a.missing) - changed
     return (
-        f"{moved}; {changed} changed files, "
-        f"{human_bytes(a.transfer_bytes(a.missing))}; {linked} unchanged files linked"
+        f"{moved}; {plural(changed, 'changed file')}, "
+        f"{human_bytes(a.transfer_bytes(a.missing))}; {plural(linked, 'unchanged file')} linked"
     )

@@ -159,7 +159,9 @@ class ModelAvailability:
                 # now makes the wait the download's, not the resync interval's.
                 # Declared names are URL-safe ([A-Za-z0-9._-]): the path needs no quoting.
                 discovery.nudge(self.desired.state_dir, f"/v1/models/{name}/request")
-        return availability.answer(name, self.desired, self._snapshot(observed, now))
+        return availability.answer(
+            name, self.desired, self._snapshot(observed, now), controller_running=self._served()
+        )
 
     def record_use(self, name: str, generation_seconds: float | None = None) -> UseRecorded:
         """Record one use of ``name`` now, with how long it took to generate, if known."""
@@ -240,6 +242,7 @@ class ModelAvailability:
         if name not in self._models:
             raise UnknownModelError(name, self.names)
         self._open().pause(name, self._clock())
+        self._tell_controller(f"/v1/models/{name}/pause")
         return self.status(name)
 
     def resume(self, name: str) -> ModelStatus:
@@ -247,6 +250,7 @@ class ModelAvailability:
         if name not in self._models:
             raise UnknownModelError(name, self.names)
         self._open().resume(name)
+        self._tell_controller(f"/v1/models/{name}/resume")
         return self.status(name)
 
     def subscribe(
@@ -307,6 +311,17 @@ class ModelAvailability:
                 store.prune_usage(window_start(self._clock(), self.desired.usage_window_days))
                 self._store = store
             return self._store
+
+    def _served(self) -> bool:
+        """Whether a controller serves these manifests (this client may be its HTTP door)."""
+        return not self._nudge or discovery.read_info(self.desired.state_dir) is not None
+
+    def _tell_controller(self, path: str) -> None:
+        # The pause is recorded already; telling a running controller makes it stop (or
+        # resume) the model's transfer now rather than at its next resync.  Its own HTTP
+        # door does that itself.  Declared names are URL-safe: the path needs no quoting.
+        if self._nudge:
+            discovery.nudge(self.desired.state_dir, path)
 
     def _observe(self, store: StateStore, now: datetime) -> Observation:
         # Offline: an application asking for a model must not wait on the network; the hub's

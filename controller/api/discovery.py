@@ -26,6 +26,7 @@ class Info:
     url: str  # where this machine reaches the API (a wildcard bind is reached on loopback)
     started_at: str
     manifests: str
+    host: str = ""  # the holder's host name: on a shared state directory, which node runs it
 
 
 def read_info(state_dir: str | os.PathLike[str]) -> Info | None:

@@ -145,11 +145,18 @@ class SampleCollector(Collector):
             "modelsync_ready", "1 when every `always` model is AVAILABLE.", value=int(s.ready)
         )
 
+        names = [m.name for m in models]
         yield _by_model(
-            "modelsync_downloaded_bytes_total", "Bytes downloaded since start.", s.downloaded_bytes
+            "modelsync_downloaded_bytes_total",
+            "Bytes downloaded since start.",
+            s.downloaded_bytes,
+            names,
         )
         yield _by_model(
-            "modelsync_verify_failures_total", "Files found damaged since start.", s.verify_failures
+            "modelsync_verify_failures_total",
+            "Files found damaged since start.",
+            s.verify_failures,
+            names,
         )
         yield CounterMetricFamily(
             "modelsync_reconciles_total", "Reconcile passes since start.", value=s.passes
@@ -207,8 +214,12 @@ def exposition(source: CollectorRegistry, accept: str | None) -> tuple[bytes, st
     return encode(source), content_type
 
 
-def _by_model(name: str, documentation: str, counts: Mapping[str, int]) -> CounterMetricFamily:
+def _by_model(
+    name: str, documentation: str, counts: Mapping[str, int], models: Iterable[str]
+) -> CounterMetricFamily:
+    """One series per model the status names, 0 until its first increase: an alert on
+    ``increase(...)`` over a series that does not exist yet sees "no data", not 0."""
     family = CounterMetricFamily(name, documentation, labels=["model"])
-    for model, count in sorted(counts.items()):
-        family.add_metric([model], count)
+    for model in sorted({*models, *counts}):
+        family.add_metric([model], counts.get(model, 0))
     return family

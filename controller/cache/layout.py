@@ -50,6 +50,22 @@ def list_repos(cache_dir: Path) -> list[str]:
     )
 
 
+def prepare_repo_folder(cache_dir: Path, repo: str) -> Path:
+    """Make ``blobs/`` and ``snapshots/`` of a repo's folder before the first byte lands.
+
+    huggingface_hub's ``scan_cache_dir`` (what ``hf cache ls`` and ``hf cache rm`` read)
+    ignores a repo folder without ``snapshots/``, with a "Repo ignored" warning; a first
+    download killed before any file completed would otherwise leave ``blobs/*.incomplete``
+    that neither lists nor removes.  ``refs/`` is not made here: a ref is written only once
+    its commit is complete and verified, and an empty ``snapshots/<commit>/`` would be listed
+    as a revision that holds nothing.
+    """
+    folder = repo_folder(cache_dir, repo)
+    (folder / "blobs").mkdir(parents=True, exist_ok=True)
+    (folder / "snapshots").mkdir(exist_ok=True)
+    return folder
+
+
 def snapshot_dir(cache_dir: Path, repo: str, commit: str) -> Path:
     """A commit's snapshot directory.  The commit comes from a hub (or a lock, or a status
     file), so it must be one plain name directly under ``snapshots/``."""

@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=_seconds,
         metavar="S",
-        help="with --wait: give up after S seconds (exit 2); default: no limit",
+        help="with --wait: give up after S seconds (exit 2); default: 3600 (an hour)",
     )
     use = sub.add_parser("use", help="record one use of a model (feeds auto priorities)")
     use.add_argument("name", metavar="NAME", help="a model name declared in the manifests")
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     _manifest_arg(lease)
     lease.add_argument(
         "--ttl",
-        type=_seconds,
+        type=_positive_seconds,
         default=60.0,
         metavar="S",
         help="the lease lapses S seconds after its last heartbeat (one every S/3) if this "
@@ -239,6 +239,15 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    """A duration that must pass before anything happens: a lease that lapses at once
+    protects nothing, and the state database refuses it."""
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
     return value
 
 

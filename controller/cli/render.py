@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from controller.domain import Action, ActionKind, BudgetFit, Plan, Reason
 from controller.domain.status import StatusReport
-from controller.domain.units import human_bytes, plural
+from controller.domain.units import first_line, human_bytes, plural
 from controller.domain.usage import format_rate
+from controller.manifest.problems import Problem
 from controller.planning import retention_view
 from reconcilers.base import ActionResult
 
@@ -51,8 +53,31 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             {"repo": u.repo, "bytes": u.bytes, "commits": list(u.commits)} for u in plan.unmanaged
         ],
         "warnings": list(plan.warnings),
-        "errors": list(plan.errors),
+        "errors": [_error_to_dict(message) for message in plan.errors],
     }
+
+
+def _error_to_dict(
+    message: str, file: str | None = None, line: int | None = None, path: str | None = None
+) -> dict[str, Any]:
+    """One error of the JSON plan: ``message`` always; ``file``, ``line`` (1-based; 0: the
+    file as a whole) and ``path`` (the place in the document) when known, else null."""
+    return {"file": file, "line": line, "path": path, "message": message}
+
+
+def errors_to_json(errors: Sequence[Problem | str], created_at: datetime) -> str:
+    """The plan document when no plan could be made (invalid manifests, a lock out of sync):
+    no actions, and every problem in ``errors`` -- a program reads the same document
+    whatever went wrong."""
+    document = plan_to_dict(Plan(actions=(), generation="", created_at=created_at))
+    document["generation"] = None
+    document["errors"] = [
+        _error_to_dict(e.message, e.file, e.line, e.path)
+        if isinstance(e, Problem)
+        else _error_to_dict(e)
+        for e in errors
+    ]
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
 
 
 def _budget_to_dict(fit: BudgetFit | None) -> dict[str, Any] | None:
@@ -149,7 +174,7 @@ def _retention_lines(plan: Plan) -> list[str]:
         ]
         lines += _action_lines(recommended)
     if plan.budget is not None:
-        lines += ["", retention_view.budget_line(plan.budget)]
+        lines += ["", retention_view.budget_line(plan.budget, plan.retention_mode)]
     if plan.unmanaged:
         lines += ["", "Not modelsync's (other tools' files; never deleted):"]
         lines += [
@@ -226,7 +251,7 @@ def status_to_text(report: StatusReport) -> str:
                 human_bytes(m.size_on_disk),
                 score,
                 rev,
-                m.message,
+                first_line(m.message),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from controller.domain.progress import ModelProgress, Snapshot, describe
-from controller.domain.units import human_bytes
+from controller.domain.units import human_bytes, plural
 
 BAR_SECONDS = 0.2  # redraw interval on a terminal
 LINE_SECONDS = 10.0  # interval between log lines of one model elsewhere
@@ -48,7 +48,9 @@ def _bars(stream: TextIO, width: int) -> Progress:
 
 
 def _finished(name: str, p: ModelProgress) -> str:
-    return f"{name}: fetched {human_bytes(p.bytes_total)} ({p.files_total} files)"
+    # What is on disk now, not "fetched": resumed partials and files linked from cached
+    # blobs count here but crossed no network, and the result says what was transferred.
+    return f"{name}: {plural(p.files_total, 'file')}, {human_bytes(p.bytes_total)} on disk"
 
 
 class ProgressDisplay:

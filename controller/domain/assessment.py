@@ -145,6 +145,13 @@ def _assess(model: DesiredModel, observed: Observation) -> Assessment:
     cached = observed.repo(model.repo)
     remote = observed.remote.get(model.name)
     served = _served_commit(model, cached)
+    if isinstance(remote, RemoteRevision) and _outdated(model, remote, cached, served):
+        # The cache moved after the hub's remembered answer was learned (a lock applied, or
+        # another tool): that answer is older news than the cache, and following it would
+        # move the model back.  The snapshot served describes it, as when the hub is silent.
+        assert served is not None
+        files = _files_from_snapshot(model, cached, served)
+        return _classify(model, served, files, cached, observed, served=served, stale=True)
     if isinstance(remote, RemoteRevision):
         if _holds_back(model, remote, cached, served):
             assert served is not None
@@ -185,6 +192,23 @@ def _served_commit(model: DesiredModel, cached: CachedRepo) -> str | None:
         return model.revision if model.revision in cached.snapshots else None
     commit = cached.refs.get(model.revision)
     return commit if commit and commit in cached.snapshots else None
+
+
+def _outdated(
+    model: DesiredModel, remote: RemoteRevision, cached: CachedRepo, served: str | None
+) -> bool:
+    """A remembered answer that points elsewhere than the cache's ref, learned before the
+    ref was last written."""
+    moved_at = cached.ref_times.get(model.revision)
+    return (
+        remote.stale
+        and remote.learned_at is not None
+        and moved_at is not None
+        and served is not None
+        and served != remote.commit
+        and moved_at > remote.learned_at
+        and bool(cached.files_at(served))
+    )
 
 
 def _holds_back(

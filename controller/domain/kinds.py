@@ -119,7 +119,9 @@ class Reason(str, Enum):
     NOT_SELECTED = "NotSelected"  # owned files its include/exclude no longer select
     UNUSED = "Unused"  # an on-demand model unused for more than max_unused_days
     OVER_BUDGET = "OverBudget"  # evicted, least valuable first, to fit the disk budget
-    INTERRUPTED = "Interrupted"  # finishing a deletion that was killed halfway
+    # Work stopped halfway: a deletion killed midway (finished by the next pass), or a
+    # transfer stopped by Ctrl-C or a shutdown (its partial files kept for the next pass).
+    INTERRUPTED = "Interrupted"
     IN_USE = "InUse"  # a live lease holds the model: deletions and ref switches wait
     # An old revision kept for a while after the ref moved away from it: applications that
     # resolved it just before the switch may still be reading its files.

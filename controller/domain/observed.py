@@ -42,6 +42,9 @@ class RemoteRevision:
     # True when read from a lock file: a reviewed change chose this commit, so it is applied
     # whatever the model's update policy (the lock's diff was the human's "yes").
     locked: bool = False
+    # When the hub gave this answer, for a remembered one: an answer older than the cache's
+    # own move of the ref is older news than the cache, and is not followed.
+    learned_at: datetime | None = None
 
 
 @dataclass(frozen=True)

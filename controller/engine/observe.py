@@ -47,7 +47,10 @@ def observe(
     ``pinned`` describes models from their lock entries: the hub is not asked about them.
 
     ``store`` is the open state store when the caller is applying; planning opens it
-    read-only so that a plan creates nothing on disk.
+    read-only so that a plan creates nothing on disk.  A pass that applies remembers what it
+    learned of where each revision points, from the hub or from the lock, so that the next
+    offline pass and every reader of the store (``request``, the status, the API) start from
+    the same answer; a plan remembers nothing.
     """
     cache_dir = Path(desired.cache_dir)
     problems: list[str] = []
@@ -58,6 +61,8 @@ def observe(
         if remote is None:
             pinned = pinned or {}
             asked = _resolve_all(desired, store, now, offline, remember=owned, skip=set(pinned))
+            if owned and store is not None:
+                _remember_pinned(store, pinned, now)
             remote = {**asked, **pinned}
         verifications = store.verifications() if store else {}
         usage_stats = _usage(store, now, desired.usage_window_days) if store else {}
@@ -192,9 +197,14 @@ def _resolve_all(
     wanted = [m for m in desired.models if not m.suspend and m.name not in skip]
     answers: list[RemoteRevision | RemoteProblem]
     if offline:
-        answers = [
-            RemoteProblem(Reason.HUB_UNREACHABLE, "offline: the hub was not asked") for _ in wanted
-        ]
+        # Said where a model has no answer from the hub to fall back on: the user needs to
+        # know what would get one.
+        unasked = RemoteProblem(
+            Reason.HUB_UNREACHABLE,
+            f"offline: the hub ({desired.endpoint}) was not asked, and no earlier answer is "
+            "remembered; run once without --offline to resolve it",
+        )
+        answers = [unasked for _ in wanted]
     else:
         with ThreadPoolExecutor(max_workers=min(8, max(1, len(wanted)))) as pool:
             answers = list(
@@ -212,6 +222,35 @@ def _resolve_all(
         else:
             remote[model.name] = answer
     return remote
+
+
+def _remember_pinned(
+    store: StateStore, pinned: Mapping[str, RemoteRevision], now: datetime
+) -> None:
+    """Remember the lock's answers as learned now: the pass follows the lock, so the lock is
+    this machine's newest word on where those revisions point.
+
+    A lock entry lists only the files its model selects, and models may share a
+    ``repo@revision`` with other patterns: the answer remembered for it is the union of the
+    entries that agree on the commit.  Entries that disagree (locked at different times)
+    leave the remembered answer as it was: neither is the whole truth.
+    """
+    by_key: dict[tuple[str, str], list[RemoteRevision]] = {}
+    for answer in pinned.values():
+        by_key.setdefault((answer.repo, answer.revision), []).append(answer)
+    for (repo, revision), answers in by_key.items():
+        if len({a.commit for a in answers}) != 1:
+            continue
+        files = {f.path: f for a in answers for f in a.files}
+        store.remember_remote(
+            RemoteRevision(
+                repo=repo,
+                revision=revision,
+                commit=answers[0].commit,
+                files=tuple(files[path] for path in sorted(files)),
+            ),
+            now,
+        )
 
 
 def _disk(cache_dir: Path, problems: list[str]) -> Disk | None:

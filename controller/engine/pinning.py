@@ -4,13 +4,19 @@ Which entries are kept and which are resolved again is decided by
 :func:`controller.manifest.lockfile.lock_steps` (pure); this module asks the hub, once per
 (repo, revision or commit) the steps need, and writes every lock file -- all of them or, on any
 problem, none, so a failed run never leaves one manifest's lock file ahead of another's.
+
+Every answer the hub gives about a revision is remembered in the state store as well, with
+the time it was asked, so that an offline pass and the request API see what the lock saw --
+but only on a machine that already keeps a state database: locking in a CI checkout creates
+no state directory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from controller.domain import DesiredState, RemoteProblem, RemoteRevision
@@ -20,7 +26,9 @@ from controller.manifest import lockfile
 from controller.manifest.loading import LockFiles, models_by_file
 from controller.manifest.lockfile import LockedModel, LockFile, LockStep, Resolve
 from controller.manifest.manifest_set import ManifestSet
+from controller.store import DB_FILENAME, StateStore
 from controller.system.atomic import atomic_write_text
+from controller.system.clock import utcnow
 
 
 class PinningRefused(Exception):
@@ -51,6 +59,8 @@ def pin(
     desired: DesiredState,
     lock_files: LockFiles,
     upgrade: list[str] | None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
 ) -> Pinned:
     """Write the lock file beside every manifest; raises :class:`PinningRefused`.
 
@@ -81,7 +91,9 @@ def pin(
         )
         for path, models in models_by_file(manifests, desired)
     }
+    asked_at = clock()
     answers = _resolve([s for file_steps in steps.values() for s in file_steps], desired.endpoint)
+    _remember(desired, [s for file_steps in steps.values() for s in file_steps], answers, asked_at)
     errors: list[str] = []
     rendered: list[tuple[str, str, tuple[str, ...]]] = []  # (lock file, text, summary lines)
     for path, file_steps in steps.items():
@@ -124,6 +136,30 @@ def _resolve(
     with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
         answers = list(pool.map(lambda t: revisions.resolve(t[0], t[1], endpoint), targets))
     return dict(zip(targets, answers, strict=True))
+
+
+def _remember(
+    desired: DesiredState,
+    steps: list[LockStep],
+    answers: Mapping[tuple[str, str], RemoteRevision | RemoteProblem],
+    asked_at: datetime,
+) -> None:
+    """Remember what the hub said each declared revision points to (an entry re-resolved at
+    its locked commit says nothing about where the revision points now)."""
+    learned = [
+        answer
+        for step in steps
+        if step.action is not Resolve.AT_COMMIT
+        and isinstance(
+            answer := answers.get((step.model.repo, step.model.revision)), RemoteRevision
+        )
+    ]
+    state_dir = Path(desired.state_dir)
+    if not learned or not (state_dir / DB_FILENAME).is_file():
+        return
+    with StateStore.open(state_dir) as store:
+        for answer in learned:
+            store.remember_remote(answer, asked_at)
 
 
 def _target(step: LockStep) -> tuple[str, str] | None:

@@ -42,6 +42,7 @@ from controller.engine.apply import ApplyOutcome, ApplyRun, PhaseChange
 from controller.engine.observe import observe, observe_models
 from controller.engine.progress import ProgressTracker
 from controller.engine.workspace import CacheWorkspace
+from controller.hub.watchdog import SpeedFloor
 from controller.manifest.loading import RELOCK, Loaded
 from controller.planning import planner, retention_view, status
 from controller.planning.nodestate import ReportedModel, ReportedState, observation_from_status
@@ -222,6 +223,7 @@ def _workspace(
         clock=clock,
         concurrency=settings.concurrency,
         max_bandwidth=settings.max_bandwidth_bytes,
+        speed_floor=SpeedFloor(settings.min_speed_bytes, settings.min_speed_seconds),
         stop=hooks.stop,
         progress=hooks.progress,
         offline=offline,
@@ -286,6 +288,7 @@ def _final_status(
         usage=after.usage,
         queue_positions={name: e.position for name, e in planner.queue(remaining).items()},
         retention=retention_view.from_plan(remaining),
+        interrupted=outcome.stopped,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import yaml
 
 from controller.domain.status import StatusReport
@@ -27,6 +28,27 @@ def write(path: str | Path, report: StatusReport) -> None:
     atomic_write_text(path, text)
 
 
+class UnreadableStatus(ValueError):
+    """A status file that is damaged (a disk that filled, a hand edit) or not modelsync's; the
+    message says why in one line.  The next pass rewrites it whole."""
+
+
 def read(path: str | Path) -> StatusReport:
-    data = yaml.load(Path(path).read_text(), Loader=_Loader)
-    return StatusReport.model_validate(data)
+    """The status in ``path``; raises :class:`UnreadableStatus` (``OSError`` for a file that
+    cannot be opened at all)."""
+    try:
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_Loader)
+        return StatusReport.model_validate(data)
+    except UnicodeDecodeError as e:
+        raise UnreadableStatus(f"not UTF-8 text (byte {e.start})") from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UnreadableStatus(f"not valid YAML{where}: {e.problem}") from None
+    except yaml.YAMLError as e:
+        raise UnreadableStatus(f"not valid YAML: {e}") from None
+    except pydantic.ValidationError as e:
+        first = e.errors()[0]
+        at = ".".join(str(part) for part in first["loc"]) or "the document"
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise UnreadableStatus(f"{at}: {first['msg']}{more}") from None

@@ -23,6 +23,7 @@ from controller.domain import Action, FileWork, Reason, Verification, is_commit
 from controller.engine.progress import ProgressTracker
 from controller.hub import revisions, transfer
 from controller.hub.transfer import RetryPolicy, TokenBucket
+from controller.hub.watchdog import DEFAULT_FLOOR, SpeedFloor
 from controller.store import DownloadOutcome, StateStore, leases
 from controller.system.atomic import atomic_write_text
 from controller.system.cancel import StopSignal
@@ -42,6 +43,7 @@ class CacheWorkspace:
         concurrency: int = 8,
         max_bandwidth: int | None = None,
         retry: RetryPolicy = transfer.DEFAULT_RETRY,
+        speed_floor: SpeedFloor = DEFAULT_FLOOR,
         stop: StopSignal | None = None,
         progress: ProgressTracker | None = None,
         offline: bool = False,
@@ -56,6 +58,7 @@ class CacheWorkspace:
         self.clock = clock
         self.concurrency = max(1, concurrency)
         self.retry = retry
+        self.speed_floor = speed_floor
         self.limiter = TokenBucket(max_bandwidth) if max_bandwidth else None
         self.stop = stop
         self.progress = progress
@@ -132,6 +135,7 @@ class CacheWorkspace:
                 progress=self.progress.file(action.model, f.path) if self.progress else None,
                 stop=self.stop.for_model(action.model) if self.stop else None,
                 offline=self.offline,
+                speed_floor=self.speed_floor,
             )
         except revisions.HubError as e:
             corrupt = e.reason in (Reason.CHECKSUM_MISMATCH, Reason.SIZE_MISMATCH)

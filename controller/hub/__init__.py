@@ -3,7 +3,9 @@
 ``revisions`` asks the hub what a revision points to (through huggingface_hub, so endpoint,
 auth and mirrors behave as they do for applications) and maps its errors to reasons, with
 tokens redacted; ``transfer`` downloads one file into the cache layout, resuming partials,
-hashing while it writes, retrying with backoff, and publishing only verified blobs.
+hashing while it writes, retrying with backoff, and publishing only verified blobs; ``wire``
+reads a file's body over HTTP into one reused buffer, and ``watchdog`` cuts a transfer that
+trickles below a speed floor so that it resumes on a new connection.
 
 May: make HTTP requests, write blobs and partials into the cache.  May not: decide what to
 fetch (the plan does) or touch the state store.

@@ -30,7 +30,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,21 +40,25 @@ from typing import Any, TypeVar
 
 import httpx2
 
-from controller.cache import layout
+from controller.cache import layout, partial_claim
 from controller.cache.blob_lock import blob_lock
 from controller.cache.hashing import BlobHasher, HashKind, feed_from
 from controller.domain import Reason
 from controller.domain.units import human_bytes
-from controller.hub import revisions
+from controller.hub import revisions, wire
 from controller.hub.revisions import HubError
+from controller.hub.watchdog import DEFAULT_FLOOR, SpeedFloor, Watchdog
 from controller.system.atomic import atomic_symlink, atomic_write_text, fsync_dir
 from controller.system.cancel import ModelStop
 from controller.system.clock import utcnow
 
-# Bytes handed to each write and hash update: large enough that syscall and hashlib overheads
-# vanish (hashlib releases the GIL above 2 KiB), small enough that a pool of downloads keeps
-# memory flat, and the most a kill can leave in flight beyond what is on disk.
-CHUNK_SIZE = 1024 * 1024
+# The most one read takes from the socket into a connection's reused buffer, and so the most
+# written and hashed at once: each byte is copied from the kernel, then hashed and copied to
+# the page cache from the same buffer.  256 KiB stays in a core's L2 cache between the three
+# (measured on 4 x 256 MiB over loopback: clearly less CPU than 1 MiB or 4 MiB reads),
+# is far above the size where hashlib releases the GIL, and is the most a kill can leave
+# in flight beyond what is on disk.
+CHUNK_SIZE = 256 * 1024
 # Every write goes straight to the kernel (no user-space buffer), so a kill -9 loses nothing
 # that was written; fsync bounds what a power loss can take.
 FSYNC_EVERY = 64 * 1024 * 1024
@@ -198,6 +201,7 @@ def fetch(
     progress: Progress | None = None,
     stop: ModelStop | None = None,
     offline: bool = False,
+    speed_floor: SpeedFloor = DEFAULT_FLOOR,
 ) -> Fetched:
     """Put ``ref`` into the cache, verified, and link it into its snapshot.
 
@@ -207,6 +211,8 @@ def fetch(
     ``stop`` ends the download between two chunks with :class:`~controller.system.cancel.Cancelled`,
     keeping the partial file for the next attempt.  ``offline`` links a cached blob and
     sends no request: a file that needs one fails (``HUB_UNREACHABLE``), its partial kept.
+    A body slower than ``speed_floor`` over its window is cut and resumed over a new
+    connection (:mod:`controller.hub.watchdog`).
     """
     if stop is not None:
         stop.check()
@@ -229,7 +235,9 @@ def fetch(
                 "it is fetched once modelsync runs without --offline",
                 transient=True,
             )
-        job = _Job(ref, cache_dir, endpoint, token, retry, timeouts, limiter, progress, stop)
+        job = _Job(
+            ref, cache_dir, endpoint, token, retry, timeouts, limiter, progress, stop, speed_floor
+        )
         return job.run(snapshot)
     except OSError as e:  # the lock, a directory, the link: the cache cannot be written
         raise _as_hub_error(e, ref, endpoint) from None
@@ -260,6 +268,7 @@ class _Job:
         limiter: TokenBucket | None,
         progress: Progress | None = None,
         stop: ModelStop | None = None,
+        speed_floor: SpeedFloor = DEFAULT_FLOOR,
     ) -> None:
         self.ref = ref
         self.cache_dir = cache_dir
@@ -269,6 +278,7 @@ class _Job:
         self.limiter = limiter
         self.progress = progress
         self.stop = stop
+        self.speed_floor = speed_floor
         self.attempts = _Attempts(retry, stop)
         self.transferred = 0
         self._reported = -1  # bytes on disk at the last progress report
@@ -276,7 +286,13 @@ class _Job:
     def run(self, snapshot: Path) -> Fetched:
         target = self.attempts.until_done(self._head, self._error)
         blob = layout.blob_path(self.cache_dir, self.ref.repo, target.etag)
-        with blob_lock(self.cache_dir, self.ref.repo, target.etag):
+        layout.prepare_repo_folder(self.cache_dir, self.ref.repo)  # `hf cache ls` sees it
+        # The flock orders writers on this node; the partial's claim, writers on other nodes
+        # of a shared file system, where an flock may not reach (controller.cache.partial_claim).
+        with (
+            blob_lock(self.cache_dir, self.ref.repo, target.etag),
+            partial_claim.writing(self.cache_dir, self.ref.repo, target.etag, self.stop),
+        ):
             if blob.is_file():  # another process finished it while we waited for the lock
                 _link(snapshot, blob)
                 self._report(target.size, target.size, force=True)
@@ -378,26 +394,22 @@ class _Job:
         """One GET of whatever is still missing; raises when the body ends short."""
         if partial.size >= target.size:
             return
-        with self._get(target, partial) as response, self._interruptible(response):
-            self._accept(response, partial, target)
-            # Without a limit, take the transport's own chunks (~64 KiB): asking httpx for
-            # large chunks makes it copy every byte through a buffer while holding the GIL,
-            # which serialises parallel downloads (measured: 0.84x vs 1.09x of
-            # snapshot_download's throughput on 1 GiB).
-            chunks = (
-                response.iter_bytes(self.limiter.chunk_size())
-                if self.limiter
-                else response.iter_bytes()
-            )
-            for chunk in chunks:
+        watchdog = Watchdog(self.speed_floor, self.ref.where)
+        with self._get(target, partial) as body, self._interruptible(body):
+            self._accept(body, partial, target)
+            size = self.limiter.chunk_size() if self.limiter else CHUNK_SIZE
+            buffer = memoryview(bytearray(size))  # one per GET, reused for every read
+            while n := body.readinto(buffer):
                 if self.limiter is not None:
-                    self.limiter.take(len(chunk))
-                self.transferred += len(chunk)
-                partial.write(chunk)
+                    self.limiter.take(n)
+                self.transferred += n
+                # The same bytes go to the file and to the hash, from the same buffer.
+                partial.write(buffer[:n])
                 self.attempts.progressed()
                 self._report(partial.size, target.size)
                 if self.stop is not None:
                     self.stop.check()  # between chunks: the partial is a whole, hashed prefix
+                watchdog.passed(n)
         if partial.size < target.size:
             raise HubError(
                 Reason.DOWNLOAD_FAILED,
@@ -411,16 +423,16 @@ class _Job:
         self._reported = done
         self.progress(done, total)
 
-    def _interruptible(self, response: httpx2.Response) -> contextlib.AbstractContextManager[None]:
+    def _interruptible(self, body: wire.Body) -> contextlib.AbstractContextManager[None]:
         """While the body streams, a stop shuts the socket down: a read blocked on a held or
         stalled connection returns at once instead of after the read timeout."""
         if self.stop is None:
             return contextlib.nullcontext()
-        return self.stop.waking(lambda: _shutdown(response))
+        return self.stop.waking(body.interrupt)
 
     @contextlib.contextmanager
-    def _get(self, target: _Target, partial: _Partial) -> Iterator[httpx2.Response]:
-        from huggingface_hub import get_session, hf_raise_for_status
+    def _get(self, target: _Target, partial: _Partial) -> Iterator[wire.Body]:
+        from huggingface_hub import hf_raise_for_status
 
         # Public (documented) but re-exported lazily, which mypy cannot follow.
         from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
@@ -436,25 +448,33 @@ class _Job:
                 # The validator is the one this URL's server gave; if the resource changed,
                 # the server answers 200 with all of it instead of a mismatched tail.
                 headers["If-Range"] = partial.validator
-        session = get_session()
-        with session.stream(
-            "GET", target.url, headers=headers, timeout=self.timeouts.for_httpx()
-        ) as response:
-            if response.status_code == 416 and partial.size:
+        with wire.get(
+            target.url,
+            headers,
+            connect_timeout=self.timeouts.connect,
+            read_timeout=self._read_timeout(),
+        ) as body:
+            if body.status == 416 and partial.size:
                 partial.restart()  # the server disagrees about what we hold: start over
                 raise HubError(
                     Reason.DOWNLOAD_FAILED,
                     f"{self.ref.where}: the hub refused the range; starting over",
                     transient=True,
                 )
-            if response.status_code >= 400:
-                response.read()  # the error body carries the hub's message
-                hf_raise_for_status(response)
-            yield response
+            if body.status >= 400:
+                # huggingface_hub's own reading of an error (gated, missing repo, its error
+                # codes), on a response rebuilt from what came over the wire.
+                hf_raise_for_status(_as_httpx(body, target.url))
+            yield body
 
-    def _accept(self, response: httpx2.Response, partial: _Partial, target: _Target) -> None:
+    def _read_timeout(self) -> float:
+        """A connection silent for a whole watchdog window is as good as a trickle."""
+        floor = self.speed_floor
+        return min(self.timeouts.read, floor.window) if floor.enabled else self.timeouts.read
+
+    def _accept(self, response: wire.Body, partial: _Partial, target: _Target) -> None:
         """Line the partial up with what the server is about to send."""
-        status = response.status_code
+        status = response.status
         if status == 206:
             first, total = _content_range(response.headers.get("Content-Range"))
             if first == partial.size and total in (None, target.size):
@@ -499,7 +519,7 @@ class _Attempts:
         while True:
             try:
                 return step()
-            except (HubError, httpx2.HTTPError, OSError) as e:
+            except (HubError, httpx2.HTTPError, wire.WireError, OSError) as e:
                 error = classify(e)
             if self.stop is not None:
                 self.stop.check()  # the failure may be the stop's own doing (a shut socket)
@@ -636,7 +656,7 @@ class _Partial:
             self.validator = value
             self._write_sidecar(validator=value)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self.size + len(data) > self.target.size:
             self.discard()
             raise HubError(
@@ -756,6 +776,13 @@ def _as_hub_error(error: Exception, ref: FileRef, endpoint: str) -> HubError:
         )
         wait = _retry_after(error.response.headers.get("Retry-After")) if mapped.transient else None
         return HubError(mapped.reason, mapped.message, transient=mapped.transient, retry_after=wait)
+    if isinstance(error, wire.WireError):
+        return HubError(
+            Reason.DOWNLOAD_FAILED,
+            f"{ref.where}: connection to {_origin(endpoint)} failed: "
+            + revisions.redact(str(error)),
+            transient=not error.final,
+        )
     if isinstance(error, (httpx2.UnsupportedProtocol, httpx2.TooManyRedirects)):
         return HubError(Reason.DOWNLOAD_FAILED, f"{ref.where}: {_describe(error)}", transient=False)
     if isinstance(error, httpx2.TransportError):
@@ -776,13 +803,14 @@ def _as_hub_error(error: Exception, ref: FileRef, endpoint: str) -> HubError:
     return HubError(Reason.DOWNLOAD_FAILED, f"{ref.where}: {_describe(error)}", transient=False)
 
 
-def _shutdown(response: httpx2.Response) -> None:
-    """Wake a thread blocked reading ``response`` (closing the socket would not, on Linux)."""
-    stream = response.extensions.get("network_stream")
-    sock = stream.get_extra_info("socket") if stream is not None else None
-    if isinstance(sock, socket.socket):
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+def _as_httpx(body: wire.Body, url: str) -> httpx2.Response:
+    """An error answer as the httpx response huggingface_hub's error handling reads."""
+    return httpx2.Response(
+        body.status,
+        headers=list(body.headers.items()),
+        content=body.read_error(),
+        request=httpx2.Request("GET", url),
+    )
 
 
 def _describe(error: Exception) -> str:

@@ -42,12 +42,19 @@ class Rejected(Exception):
 
     ``problems`` says what is wrong, one line each (a lock file's lines end with what to do
     about it); ``conclusion`` is the closing line a one-shot command prints after them, when
-    the problems do not already end with one.
+    the problems do not already end with one.  ``details`` holds the same problems with their
+    parts (file, line, place in the document) where they are known: invalid manifests.
     """
 
-    def __init__(self, problems: Iterable[str], conclusion: str | None = None) -> None:
+    def __init__(
+        self,
+        problems: Iterable[str],
+        conclusion: str | None = None,
+        details: Iterable[Problem] = (),
+    ) -> None:
         self.problems = tuple(problems)
         self.conclusion = conclusion
+        self.details = tuple(details)
         super().__init__("\n".join(self.problems))
 
 
@@ -118,6 +125,7 @@ def read_manifests(path: str | Path) -> tuple[ManifestSet, DesiredState]:
         raise Rejected(
             (str(p) for p in e.problems),
             f"{count} problem{'s' if count != 1 else ''} found; nothing was changed.",
+            e.problems,
         ) from None
     return manifests, to_desired(manifests)
 
@@ -132,8 +140,14 @@ def read_lock_files(manifests: ManifestSet) -> LockFiles:
         except FileNotFoundError:
             by_manifest[f.path] = None
             continue
-        except (OSError, UnicodeDecodeError) as e:
-            problems.append(f"{path}: cannot read: {e}")
+        except UnicodeDecodeError as e:
+            # A damaged lock (garbage over part of it) is reported like any bad lock: at the
+            # line where the first undecodable byte sits.
+            line = Path(path).read_bytes().count(b"\n", 0, e.start) + 1
+            problems.append(f"{path}:{line}: not UTF-8 text (byte {e.start})")
+            continue
+        except OSError as e:
+            problems.append(f"{path}:0: cannot read: {e.strerror or e}")
             continue
         try:
             by_manifest[f.path] = lockfile.parse(text, path)

@@ -29,6 +29,7 @@ from enum import Enum
 from typing import Any
 
 import yaml
+from yaml.nodes import MappingNode, Node, SequenceNode
 
 from controller.domain import (
     API_VERSION,
@@ -93,12 +94,14 @@ class LockFile:
 
 
 class LockFileError(ValueError):
-    """A lock that cannot be trusted; ``problems`` says where and why, one line each."""
+    """A lock that cannot be trusted; ``problems`` says where and why, one line each, as
+    ``line: message`` (the line 1-based, 0 for the file as a whole), so that each line of the
+    error reads ``file:line: message`` like a manifest's problems."""
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = problems
-        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+        super().__init__("\n".join(f"{source}:{p}" for p in problems))
 
 
 def lock_path_for(manifest_path: str) -> str:
@@ -251,15 +254,59 @@ def parse(text: str, source: str) -> LockFile:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
-        line = f"line {where.line + 1}: " if where is not None else ""
-        raise LockFileError(
-            source, [f"{line}not valid YAML ({getattr(e, 'problem', e)})"]
-        ) from None
+        if where is not None:
+            line = where.line + 1
+        elif isinstance(e, yaml.reader.ReaderError):  # a character YAML refuses: no mark
+            line = text.count("\n", 0, e.position) + 1
+        else:
+            line = 0
+        # One line: a problem is printed as "file:line: problem", and the reader's own errors
+        # (a control character, say) span several lines of their own.
+        why = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise LockFileError(source, [f"{line}: not valid YAML ({why})"]) from None
     problems: list[str] = []
     models = _parse_document(data, problems)
     if problems:
-        raise LockFileError(source, problems)
+        # Composed again only now: the lines cost a second pass, which a good lock never pays.
+        lines = _lines(yaml.compose(text, Loader=yaml.SafeLoader))
+        raise LockFileError(source, [f"{_line_of(p, lines)}: {p}" for p in problems])
     return LockFile(models=models)
+
+
+def _lines(root: Node | None) -> dict[str, int]:
+    """The 1-based line of every place in the document, by the name problems give it
+    (``models.tiny.files[2].size``); the document itself is ``""``.
+
+    The problems are found on plain data (simpler to check), and placed afterwards from the
+    composed nodes, which alone remember where each part was written.
+    """
+    lines: dict[str, int] = {}
+    pending: list[tuple[str, Node, int]] = [("", root, 1)] if root is not None else []
+    seen: set[int] = set()  # an alias is walked once: no cycle, no "billion laughs"
+    while pending:
+        at, node, line = pending.pop()
+        lines.setdefault(at, line)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                name = f"{at}.{key.value}" if at else str(key.value)
+                pending.append((name, value, key.start_mark.line + 1))
+        elif isinstance(node, SequenceNode):
+            for index, item in enumerate(node.value):
+                pending.append((f"{at}[{index}]", item, item.start_mark.line + 1))
+    return lines
+
+
+def _line_of(problem: str, lines: Mapping[str, int]) -> int:
+    """The line of the most precise place ``problem`` names that the document has: a missing
+    field is reported at its entry, a wrong value at its own line."""
+    at = problem.split(": ", 1)[0] if ": " in problem else ""
+    while at and at not in lines:
+        cut = max(at.rfind("."), at.rfind("["))
+        at = at[:cut] if cut > 0 else ""
+    return lines.get(at, 1)
 
 
 def _parse_document(data: Any, problems: list[str]) -> dict[str, LockedModel]:

@@ -116,10 +116,34 @@ class Downloads(_Section):
         examples=["50MB/s"],
     )
 
+    min_speed: Bandwidth | None = Field(
+        default="1kB/s",
+        description="A transfer (a file's body, a revision look-up) that averages less than "
+        "this over min_speed_window is cut and resumed from the bytes on disk over a new "
+        "connection, as curl's --speed-limit does: a hub that trickles is not waited on "
+        "forever. The default cuts a trickle within half a minute and leaves a slow but "
+        "honest link alone; null turns the watchdog off.",
+        examples=["1kB/s"],
+    )
+    min_speed_window: Duration = Field(
+        default="30s",
+        description="The window min_speed is averaged over; a connection silent this long "
+        "is cut too.",
+    )
+
     @property
     def max_bandwidth_bytes(self) -> int | None:
         """The limit in bytes per second, or None when unlimited."""
         return None if self.max_bandwidth is None else parse_bandwidth(self.max_bandwidth)
+
+    @property
+    def min_speed_bytes(self) -> int:
+        """The speed floor in bytes per second; 0 when the watchdog is off."""
+        return 0 if self.min_speed is None else parse_bandwidth(self.min_speed)
+
+    @property
+    def min_speed_seconds(self) -> float:
+        return parse_duration(self.min_speed_window)
 
 
 class Usage(_Section):

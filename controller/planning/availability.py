@@ -25,6 +25,7 @@ ASSUMED_THROUGHPUT = 10_000_000  # bytes per second
 
 LOGIN = "log in to the hub (`hf auth login`) or set HF_TOKEN"
 APPLY = "run `reconcile --apply`"
+CONTROLLER_FETCHES = "the running controller fetches it"
 
 # Phases that end without anyone doing anything but reconciling.
 _WAITING = {Phase.QUEUED, Phase.MISSING, Phase.DOWNLOADING, Phase.UPDATING, Phase.CORRUPTED}
@@ -73,6 +74,10 @@ class Snapshot:
     report: StatusReport
     throughput: float | None  # measured bytes/second, None before any download
     disk: Disk | None
+    # Models paused through the API (not suspended in the manifest), and those of them whose
+    # files are all there and verified: a pause stops work on a model, not its use.
+    paused: frozenset[str] = frozenset()
+    paused_usable: frozenset[str] = frozenset()
 
 
 def snapshot(
@@ -102,7 +107,16 @@ def snapshot(
         queue_positions={name: e.position for name, e in entries.items()},
         retention=retention_view.from_plan(the_plan),
     )
-    return Snapshot(the_plan, entries, report, observed.throughput, observed.disk)
+    paused = [a for a in assessments if a.paused]
+    return Snapshot(
+        the_plan,
+        entries,
+        report,
+        observed.throughput,
+        observed.disk,
+        paused=frozenset(a.model.name for a in paused),
+        paused_usable=frozenset(a.model.name for a in paused if a.complete and not a.ref_behind),
+    )
 
 
 def unknown_model(name: str, desired: DesiredState) -> ModelRequestResult:
@@ -122,13 +136,29 @@ def unknown_model_message(name: str, declared: Iterable[str]) -> str:
     return f"unknown model {name!r}; declared models: {names}"
 
 
-def answer(name: str, desired: DesiredState, state: Snapshot) -> ModelRequestResult:
-    """The result of requesting ``name`` in the state ``state`` describes."""
+def answer(
+    name: str, desired: DesiredState, state: Snapshot, *, controller_running: bool = False
+) -> ModelRequestResult:
+    """The result of requesting ``name`` in the state ``state`` describes.
+
+    ``controller_running``: a controller (``reconcile --watch``) serves these manifests, so
+    it fetches what is queued itself; nobody needs to run ``reconcile --apply``.
+    """
     model = next((m for m in desired.models if m.name == name), None)
     found = state.report.model(name)
     if model is None or found is None:
         return unknown_model(name, desired)
     entry = state.queue.get(name)
+    if name in state.paused_usable:
+        return ModelRequestResult(
+            model=name,
+            success=True,
+            phase=found.phase,
+            reason=found.reason,
+            message=f"usable: its files are present and verified; updates and repairs are "
+            f"paused until `reconcile resume {name}`",
+            estimated_wait_seconds=0.0,
+        )
     if found.phase is Phase.AVAILABLE:
         return ModelRequestResult(
             model=name,
@@ -144,13 +174,17 @@ def answer(name: str, desired: DesiredState, state: Snapshot) -> ModelRequestRes
         success=False,
         phase=found.phase,
         reason=found.reason,
-        message=found.message,
+        message=(
+            found.message.replace(status.FETCHED_BY_APPLY, CONTROLLER_FETCHES)
+            if controller_running
+            else found.message
+        ),
         queue_position=entry.position if entry else None,
         estimated_wait_seconds=wait,
         wait_detail=wait_note,
         alternatives=alternatives(model, desired, state.report),
-        action_required=_action(found, entry, state.disk),
-        error=_error(found),
+        action_required=_action(found, entry, state, controller_running=controller_running),
+        error=_error(found, paused=name in state.paused),
     )
 
 
@@ -189,8 +223,13 @@ def _wait(
     return seconds, note
 
 
-def _action(found: ModelStatus, entry: QueueEntry | None, disk: Disk | None) -> str | None:
+def _action(
+    found: ModelStatus, entry: QueueEntry | None, state: Snapshot, *, controller_running: bool
+) -> str | None:
+    disk = state.disk
     if found.phase is Phase.PAUSED:
+        if found.name in state.paused:
+            return f"run `reconcile resume {found.name}`"
         return "set `suspend: false` for it in the manifest"
     if entry is not None and disk is not None and entry.bytes_until_done > disk.free:
         short = entry.bytes_until_done - disk.free
@@ -201,6 +240,8 @@ def _action(found: ModelStatus, entry: QueueEntry | None, disk: Disk | None) -> 
         return None  # a reconcile is on it
     if found.phase is Phase.UNKNOWN and found.reason is Reason.HUB_UNREACHABLE:
         return f"{APPLY} with the hub reachable"
+    if controller_running and found.phase in _WAITING:
+        return None  # the controller is on it: nothing for a person to do
     return APPLY
 
 
@@ -216,9 +257,11 @@ def _fix_for(reason: Reason) -> str:
     return f"{APPLY} to retry"
 
 
-def _error(found: ModelStatus) -> str | None:
+def _error(found: ModelStatus, *, paused: bool) -> str | None:
     if found.phase is Phase.FAILED:
         return found.message
+    if found.phase is Phase.PAUSED and paused:
+        return f"{found.name} is paused, and not all of its files are usable"
     if found.phase is Phase.PAUSED:
         return f"{found.name} is suspended in the manifest"
     return None

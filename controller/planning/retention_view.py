@@ -8,7 +8,9 @@ with its size).
 
 from __future__ import annotations
 
-from controller.domain import Action, ActionKind, BudgetFit, Plan, Reason
+from dataclasses import replace
+
+from controller.domain import Action, ActionKind, BudgetFit, Plan, Reason, RetentionMode
 from controller.domain.status import DeletionStatus, RetentionStatus, UnmanagedStatus
 from controller.domain.units import human_bytes
 
@@ -35,7 +37,7 @@ def from_plan(plan: Plan) -> RetentionStatus:
             deletions.append(_deletion(w.action, "recommended"))
         else:
             deletions.append(_deletion(w.action, "held", w.message))
-    fit = plan.budget
+    fit = None if plan.budget is None else _applied(plan.budget, plan.retention_mode)
     return RetentionStatus(
         mode=plan.retention_mode.value,
         budget_bytes=fit.budget if fit else None,
@@ -50,15 +52,27 @@ def from_plan(plan: Plan) -> RetentionStatus:
     )
 
 
-def budget_line(fit: BudgetFit) -> str:
+def budget_line(fit: BudgetFit, mode: RetentionMode = RetentionMode.ENFORCE) -> str:
     """The plan's disk budget in one line, each size once and for people: the exact bytes
-    are in the plan's JSON (``budget``), where a program compares them."""
+    are in the plan's JSON (``budget``), where a program compares them.  In ``recommend``
+    mode no deletion is carried out, so none is subtracted; what they would free is said
+    beside."""
+    recommended = fit.freed if mode is RetentionMode.RECOMMEND else 0
+    fit = _applied(fit, mode)
     freed = f" - {human_bytes(fit.freed)} freed" if fit.freed else ""
-    return (
+    line = (
         f"Disk budget: {human_bytes(fit.on_disk)} on disk + {human_bytes(fit.transfers)} to "
         f"transfer{freed} = {human_bytes(fit.total)} of {human_bytes(fit.budget)} "
-        f"({fit.source}): {_verdict(fit.fits, fit.total - fit.budget)}."
+        f"({fit.source}): {_verdict(fit.fits, fit.total - fit.budget)}"
     )
+    if recommended:
+        line += f"; the recommended deletions would free {human_bytes(recommended)}"
+    return line + "."
+
+
+def _applied(fit: BudgetFit, mode: RetentionMode) -> BudgetFit:
+    """The fit of what the plan will do: recommended deletions free nothing."""
+    return replace(fit, freed=0) if mode is RetentionMode.RECOMMEND else fit
 
 
 def _verdict(fits: bool | None, excess: int | None = None) -> str:

@@ -25,6 +25,10 @@ from controller.domain.status import (
 from controller.domain.units import human_bytes, plural
 from controller.domain.usage import raised_priority
 
+# Who fetches a queued model, when nothing else is known: a request answered while a
+# controller runs says the controller does (controller.planning.availability).
+FETCHED_BY_APPLY = "fetched by the next `reconcile --apply`"
+
 
 def derive(
     assessments: tuple[Assessment, ...],
@@ -37,9 +41,11 @@ def derive(
     usage: Mapping[str, UsageStats] | None = None,
     queue_positions: Mapping[str, int] | None = None,
     retention: RetentionStatus | None = None,
+    interrupted: Collection[str] = (),
 ) -> StatusReport:
     """``usage`` is the observation's; ``queue_positions`` come from the plan (plan.queue),
-    and so does ``retention`` (``controller.planning.retention_view.from_plan``)."""
+    and so does ``retention`` (``controller.planning.retention_view.from_plan``);
+    ``interrupted``, the models whose work this pass was asked to stop (Ctrl-C, shutdown)."""
     failures = failures or {}
     in_progress = in_progress or {}
     usage = usage or {}
@@ -52,6 +58,7 @@ def derive(
             in_progress.get(a.model.name),
             usage.get(a.model.name),
             positions.get(a.model.name),
+            interrupted=a.model.name in interrupted,
         )
         for a in assessments
     )
@@ -85,8 +92,10 @@ def _model_status(
     transient: Phase | None,
     used: UsageStats | None,
     position: int | None,
+    *,
+    interrupted: bool = False,
 ) -> ModelStatus:
-    phase, reason, message = _phase(a, failure, transient, position)
+    phase, reason, message = _phase(a, failure, transient, position, interrupted=interrupted)
     return ModelStatus(
         name=a.model.name,
         repo=a.model.repo,
@@ -161,7 +170,12 @@ _PRIORITIES = {p.value: p for p in Priority}
 
 
 def _phase(
-    a: Assessment, failure: Failure | None, transient: Phase | None, position: int | None
+    a: Assessment,
+    failure: Failure | None,
+    transient: Phase | None,
+    position: int | None,
+    *,
+    interrupted: bool = False,
 ) -> tuple[Phase, Reason, str]:
     if a.model.suspend:
         if a.paused:
@@ -176,6 +190,15 @@ def _phase(
         return transient, Reason.INCOMPLETE, f"{plural(len(a.missing), 'file')} to fetch"
     if failure is not None and not a.complete:
         return Phase.FAILED, failure.reason, failure.message
+    if interrupted and a.missing:
+        # Nothing runs for it any more: saying DOWNLOADING would have `request --wait` and
+        # dashboards wait on work that stopped.
+        return (
+            Phase.MISSING,
+            Reason.INTERRUPTED,
+            f"interrupted with {len(a.missing)} of {len(a.files)} files missing; partial "
+            "files are kept, and the next `reconcile --apply` resumes them",
+        )
     if a.awaiting_request and not _hub_refused(a.problem, a.commit):
         if position is not None:
             where = f"requested; position {position} in the queue"
@@ -183,7 +206,7 @@ def _phase(
             where = "requested; its files are not known yet (the hub was not reached)"
         else:
             where = "requested"
-        return Phase.QUEUED, Reason.REQUESTED, f"{where}; fetched by the next `reconcile --apply`"
+        return Phase.QUEUED, Reason.REQUESTED, f"{where}; {FETCHED_BY_APPLY}"
     if a.commit is None:
         assert a.problem is not None
         phase = Phase.UNKNOWN if a.problem.reason is Reason.HUB_UNREACHABLE else Phase.FAILED

@@ -30,6 +30,7 @@ from controller.api.metrics import Metrics, Sample
 from controller.domain import DesiredState, Disk, Phase, Reason, budget
 from controller.domain.progress import Snapshot, describe
 from controller.domain.status import StatusReport
+from controller.domain.units import first_line
 from controller.engine import health as verification
 from controller.engine import status_file
 from controller.engine.progress import ProgressTracker
@@ -392,8 +393,8 @@ class Controller:
             return
         for c in checks:
             if c.probe:
-                log.warning("health check: %s: probe failed: %s", c.model, c.detail,
-                            extra={"model": c.model})
+                log.warning("health check: %s: probe failed: %s", c.model, first_line(c.detail),
+                            extra={"model": c.model, "detail": c.detail})
         checks = [c for c in checks if not c.probe]
         bad = [c for c in checks if not c.ok]
         for model, count in Counter(c.model for c in bad).items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -79,11 +80,11 @@ def run(
         except OSError as e:
             print(f"reconcile: cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
             return ExitCode.ERROR
-        info = Info(os.getpid(), http.url, utcnow().isoformat(), str(path))
-        clean = _serve(controller, http, path, announce=lambda: claim.publish(info))
+        info = Info(os.getpid(), http.url, utcnow().isoformat(), str(path), socket.gethostname())
+        clean = _serve(controller, http, path, claim, announce=lambda: claim.publish(info))
     finally:
         claim.release()
-    code = ExitCode.ERROR if http.failed else ExitCode.OK
+    code = ExitCode.ERROR if http.failed or claim.lost else ExitCode.OK
     if not clean:
         log.warning("the running pass did not stop within %g s; exiting", STOP_GRACE_SECONDS)
         logging.shutdown()
@@ -92,7 +93,12 @@ def run(
 
 
 def _serve(
-    controller: Controller, http: ApiListener, path: str, *, announce: Callable[[], None]
+    controller: Controller,
+    http: ApiListener,
+    path: str,
+    claim: CacheClaim,
+    *,
+    announce: Callable[[], None],
 ) -> bool:
     stopping = threading.Event()
 
@@ -135,6 +141,11 @@ def _serve(
     while not stopping.wait(1.0):
         if http.failed:
             log.error("the HTTP API stopped serving; stopping the controller")
+            break
+        if claim.lost:
+            # Another controller judged this one dead (it was frozen past the claim's
+            # timeout) and now manages the cache: two must never run, so this one goes.
+            log.error("another controller took over the claim on the cache; stopping")
             break
     watcher.stop()
     schedule.stop()

@@ -4,7 +4,8 @@ One database, ``<state>/modelsync.db`` (WAL, migrations by ``user_version``), on
 concern:
 
 - ``connection``: opening read-write or read-only, and the short ``BEGIN IMMEDIATE``
-  transactions every write is; ``schema``: the migrations; ``columns``: how time is stored.
+  transactions every write is; ``schema``: the migrations; ``columns``: how time is stored;
+  ``recovery``: a damaged database moved aside and replaced, with a warning, never fatal.
 - One module per group of tables: ``verifications``; ``downloads`` (history and ownership);
   ``remote_revisions`` (the hub's last answers); ``usage``; ``requests`` (and pauses);
   ``lease_records``; ``deletions`` (the journal and evictions); ``health_checks``.
@@ -19,6 +20,7 @@ May: read and write the database.  May not: touch the cache or the hub.
 from controller.store.connection import DB_FILENAME
 from controller.store.downloads import DownloadOutcome, DownloadRecord
 from controller.store.errors import BeingEvictedError, InUseError, SchemaTooNewError, StateError
+from controller.store.recovery import Recovery
 from controller.store.state import StateStore
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "DownloadOutcome",
     "DownloadRecord",
     "InUseError",
+    "Recovery",
     "SchemaTooNewError",
     "StateError",
     "StateStore",

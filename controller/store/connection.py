@@ -7,6 +7,14 @@ failing; each write is one short ``BEGIN IMMEDIATE`` transaction, so nobody wait
 
 :class:`Database` is what every group of tables builds on (``verifications``, ``downloads``,
 ...): it owns the connection, and its ``_write``/``_select`` are the only ways they reach it.
+
+A damaged database (a disk that filled mid-write, a bad sector, a careless ``cp``) is never
+fatal: opening it read-write checks its integrity, and a database that fails -- there, or with
+``database disk image is malformed`` at any later statement -- is moved aside as
+``modelsync.db.damaged-<UTC time>`` (with its ``-wal``/``-shm``) and a new one takes its place,
+with one warning saying what was lost (:mod:`controller.store.recovery`).  A read-only open
+(planning, ``reconcile status``) must change nothing, so it leaves the file where it is, warns,
+and reads it as empty.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from controller.store import schema
+from controller.store import recovery, schema
 from controller.store.errors import StateError
+from controller.store.recovery import Damaged, Recovery
 
 DB_FILENAME = "modelsync.db"
 
@@ -70,6 +79,35 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
+def _open_checked(path: Path) -> tuple[sqlite3.Connection, int, int]:
+    """Connect read-write, check integrity and migrate: the connection, the schema version and
+    the file's inode; raises :class:`Damaged` for a database that fails the check."""
+    conn = _connect(str(path), uri=False)  # opens (or creates) the file at once
+    inode = recovery.inode_of(path)
+    try:
+        # WAL persists in the file; setting it again is a no-op.  It must precede the
+        # migration transaction because the journal mode cannot change inside one.
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # durable in WAL except on power loss
+        conn.execute("PRAGMA foreign_keys = ON")
+        recovery.check_integrity(conn)
+        # All missing migrations in one transaction: a failing one leaves none applied.
+        with _immediate(conn):
+            version = schema.migrate(conn, path)
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        if recovery.is_damage(e):
+            raise Damaged(str(e), inode) from None
+        raise
+    except Damaged as damage:
+        conn.close()
+        raise Damaged(damage.reason, inode) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn, version, inode
+
+
 class Database:
     """One open state database, the base of :class:`controller.store.state.StateStore`.
 
@@ -87,29 +125,40 @@ class Database:
         self.path = path
         self.schema_version = version
         self.readonly = readonly
+        # The damaged database this store replaced, if it did (at its opening or later).
+        self.recovery: Recovery | None = None
+        self._warned_damage = False  # a read-only store says once that it reads as empty
+        # The database file this connection opened: a damaged one is moved aside only if it
+        # is still the one at ``path``, never a new one another process has put there.
+        self._inode = recovery.inode_of(path)
 
     # ----------------------------------------------------------------- opening and closing
 
     @classmethod
     def open(cls: type[_Opened], state_dir: str | os.PathLike[str]) -> _Opened:
-        """Open (creating the directory and database if needed) and migrate the store."""
+        """Open (creating the directory and database if needed) and migrate the store.
+
+        A database that fails its integrity check is moved aside and replaced by a new one;
+        :attr:`recovery` then says where it went, and a warning has been logged.
+        """
         directory = Path(state_dir)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / DB_FILENAME
-        conn = _connect(str(path), uri=False)
-        try:
-            # WAL persists in the file; setting it again is a no-op.  It must precede the
-            # migration transaction because the journal mode cannot change inside one.
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # durable in WAL except on power loss
-            conn.execute("PRAGMA foreign_keys = ON")
-            # All missing migrations in one transaction: a failing one leaves none applied.
-            with _immediate(conn):
-                version = schema.migrate(conn, path)
-        except BaseException:
-            conn.close()
-            raise
-        return cls(conn, path, version, readonly=False)
+        moved: Recovery | None = None
+        # Twice at most: the database as found, then the one that replaced it (ours, or that of
+        # another process which found the same damage first).  A new database that is
+        # damaged too is not a state problem but a disk one, and is raised.
+        for attempt in range(2):
+            try:
+                conn, version, inode = _open_checked(path)
+                break
+            except Damaged as damage:
+                if attempt == 1:
+                    raise StateError(f"state database {path}: {damage.reason}") from None
+                moved = recovery.move_aside(path, damage) or moved
+        store = cls(conn, path, version, readonly=False)
+        store.recovery, store._inode = moved, inode
+        return store
 
     @classmethod
     def open_readonly(cls: type[_Opened], state_dir: str | os.PathLike[str]) -> _Opened | None:
@@ -127,6 +176,17 @@ class Database:
             version = schema.user_version(conn)
             if version > schema.latest_version():
                 raise schema.too_new(path, version)
+            recovery.check_integrity(conn)
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            if not recovery.is_damage(e):
+                raise
+            recovery.warn_read_as_empty(path, str(e))
+            return None
+        except Damaged as damage:
+            conn.close()
+            recovery.warn_read_as_empty(path, damage.reason)
+            return None
         except BaseException:
             conn.close()
             raise
@@ -158,19 +218,60 @@ class Database:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction, holding the thread lock for its whole length."""
+        """One short write transaction, holding the thread lock for its whole length.
+
+        Damage found by the transaction replaces the database; the write itself is lost with
+        it and raised as a :class:`StateError` (its body cannot be run again from here), but
+        the next one goes to the new database.
+        """
         if self.readonly:
             raise StateError(f"state store {self.path} was opened read-only")
-        with self._lock, _immediate(self._live()) as conn:
-            yield conn
+        with self._lock:
+            try:
+                with _immediate(self._live()) as conn:
+                    yield conn
+            except sqlite3.DatabaseError as e:
+                if not recovery.is_damage(e):
+                    raise
+                self._replace_damaged(str(e))
+                raise StateError(
+                    f"state database {self.path} was damaged and has been replaced; "
+                    "this change was not recorded"
+                ) from None
 
     def _select(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
                 return self._live().execute(sql, params).fetchall()
-            except sqlite3.OperationalError as e:
+            except sqlite3.DatabaseError as e:
+                if recovery.is_damage(e):
+                    return self._after_damage(str(e), sql, params)
                 # A read-only store cannot migrate an older database; a table a later
                 # migration adds is simply empty from the reader's point of view.
-                if self.schema_version < schema.latest_version() and "no such table" in str(e):
+                if (
+                    isinstance(e, sqlite3.OperationalError)
+                    and self.schema_version < schema.latest_version()
+                    and "no such table" in str(e)
+                ):
                     return []
                 raise
+
+    def _after_damage(self, reason: str, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        """A read that found damage: read-only, the database reads as empty from now on;
+        read-write, it is replaced and the read asked of the new one."""
+        if self.readonly:
+            if not self._warned_damage:
+                recovery.warn_read_as_empty(self.path, reason)
+                self._warned_damage = True
+            return []
+        self._replace_damaged(reason)
+        return self._live().execute(sql, params).fetchall()
+
+    def _replace_damaged(self, reason: str) -> None:
+        """Swap the open connection for one to a new database, the damaged one moved aside
+        (unless another process already did).  The caller holds ``self._lock``."""
+        self._live().close()
+        self._conn = None
+        moved = recovery.move_aside(self.path, Damaged(reason, self._inode))
+        self.recovery = moved or self.recovery
+        self._conn, self.schema_version, self._inode = _open_checked(self.path)

@@ -1,7 +1,11 @@
 """The hub's last answers: what each ``repo@revision`` contained when the hub was last asked.
 
 ``--offline`` and a hub that cannot be reached plan against these; a recalled answer is
-always marked stale, so nothing mistakes it for news.
+always marked stale, so nothing mistakes it for news, and carries the time it was learned.
+
+There is one answer per ``repo@revision``, and every writer passes the time the answer was
+learned: a newer answer replaces an older one, never the other way round, so a slow writer
+that asked the hub before another cannot put the older news back.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from controller.domain import RemoteFile, RemoteRevision
-from controller.store.columns import timestamp
+from controller.store.columns import parse_timestamp, timestamp
 from controller.store.connection import Database
 
 
@@ -32,19 +36,22 @@ def _files_from_json(text: str) -> tuple[RemoteFile, ...]:
 class RemoteRevisions(Database):
     """The ``remote_revisions`` table."""
 
-    def remember_remote(self, rev: RemoteRevision, observed_at: datetime) -> None:
-        """Keep what the hub said a revision contains, for when it cannot be asked."""
+    def remember_remote(self, rev: RemoteRevision, observed_at: datetime) -> bool:
+        """Keep what the hub said a revision contains, learned at ``observed_at``, for when
+        it cannot be asked; False when a newer answer was already remembered."""
         if rev.stale:
             # Re-remembering a recalled revision would pass old news off as fresh.
             raise ValueError(f"{rev.repo}@{rev.revision} is stale; only remember hub answers")
         with self._write() as conn:
-            conn.execute(
+            # Timestamps are fixed-width UTC text, so text order is time order.
+            written = conn.execute(
                 """
                 INSERT INTO remote_revisions (repo, revision, commit_sha, files_json, observed_at)
                 VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT (repo, revision) DO UPDATE SET
                     commit_sha = excluded.commit_sha, files_json = excluded.files_json,
                     observed_at = excluded.observed_at
+                WHERE excluded.observed_at >= remote_revisions.observed_at
                 """,
                 (
                     rev.repo,
@@ -54,6 +61,7 @@ class RemoteRevisions(Database):
                     timestamp(observed_at),
                 ),
             )
+            return written.rowcount > 0
 
     def recall_remote(self, repo: str, revision: str) -> RemoteRevision | None:
         """The last remembered answer for ``repo@revision``, marked stale, if any."""
@@ -69,4 +77,5 @@ class RemoteRevisions(Database):
             commit=row["commit_sha"],
             files=_files_from_json(row["files_json"]),
             stale=True,
+            learned_at=parse_timestamp(row["observed_at"]),
         )

@@ -26,7 +26,9 @@ class StopSignal:
     """Asks one reconcile pass to stop: all of it, or the work of some models."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: Ctrl-C's handler asks for the stop on the main thread, which may be
+        # inside one of these methods (holding the lock) when the signal arrives.
+        self._lock = threading.RLock()
         self._all = False
         self._models: set[str] = set()
         self._wakeups: dict[int, tuple[str, Callable[[], None]]] = {}

@@ -160,6 +160,14 @@ PY
   die "could not start the local hub on port $PORT"
 fi
 note "Local hub: $ENDPOINT (reconcile serve, pid $SERVER_PID; log: $WORK/serve.log)"
+# The manifest below names this port: keep the command that serves it, so the hub can be
+# brought back on the same address after the walkthrough has stopped it.
+cat >"$WORK/serve.sh" <<SERVE
+#!/usr/bin/env bash
+# The quickstart's local hub, on the port its manifest names; Ctrl-C stops it.
+exec "$VENV/bin/reconcile" serve "$SEED" --host 127.0.0.1 --port $PORT
+SERVE
+chmod +x "$WORK/serve.sh"
 
 # ---------------------------------------------------------------------------- 2. the manifest
 
@@ -298,10 +306,14 @@ cat <<EOF
      cache/                      the Hugging Face cache that applications load from
      state/status.yaml           the status file: a phase, reason and message per model
      manifests/quickstart.lock.yaml   its lock: each model's commit and file hashes
+     serve.sh                    starts the local hub again on $ENDPOINT, the address the
+                                 manifest names (Ctrl-C stops it)
    Try (the local hub has stopped; the lock, or --offline, plans without it):
      source $VENV/bin/activate && cd $WORK
      reconcile --plan --locked -f $MANIFEST --json    # the plan as JSON, for CI and tools
      reconcile schema                                  # every manifest field, as JSON Schema
+   With the hub back (./serve.sh in another terminal), everything that asks it works again:
+     reconcile --apply -f $MANIFEST                    # or --watch, the long-running controller
    Then point a manifest at real models: see manifests/wan2.2.yaml in the repository.
    Rerun this script to start over from scratch.
 EOF

@@ -114,7 +114,7 @@ def test_apply_into_a_file_shows_the_plan_then_its_progress_then_the_result(
     out = log.read_text()
     order = [
         "Plan: 1 to download",
-        "tiny: fetched 2.7 MB (4 files)",
+        "tiny: 4 files, 2.7 MB on disk",
         "Applied:",
         "  ok     download tiny",
         f"Status written to {work.status_file}",
@@ -262,6 +262,46 @@ def test_branch_move_with_auto_updates_fetches_only_changed_files(
     converged = work.reconcile("--plan", "--detailed-exitcode")
     assert converged.code == 0, converged.out + converged.err
     assert work.status()["retention"]["deletions"] == []
+
+
+def test_an_update_with_a_refused_file_keeps_the_old_commit_loadable_offline(
+    work: Workdir, hub: LocalHub
+) -> None:
+    # The zero-downtime promise when an update fails: the ref stays on the old commit, so an
+    # application loading offline gets every file of it, even though one new file arrived.
+    work.write_manifest(
+        [{"name": "tiny", "repo": "org/tiny", "include": SELECTED, "updates": "auto"}]
+    )
+    assert work.reconcile("--apply").code == 0
+    old_commit = work.model_status("tiny")["commit"]
+    ref = work.cache / "models--org--tiny" / "refs" / "main"
+    new_files = {
+        **REPO_FILES,
+        "model.safetensors": WEIGHTS[::-1],
+        "text_encoder/model.safetensors": SHARD[::-1],
+    }
+    new_commit = hub.publish("org/tiny", new_files)
+    hub.faults.fail(
+        f"/org/tiny/resolve/{new_commit}/text_encoder/model.safetensors", 403, times=None
+    )
+
+    run = work.reconcile("--apply")
+    assert run.code == 1, run.out + run.err
+    assert hub.requests_for(f"*/resolve/{new_commit}/model.safetensors", "GET")  # it arrived
+    assert ref.read_text() == old_commit
+    status = work.model_status("tiny")
+    assert (status["phase"], status["reason"]) == ("FAILED", "AccessDenied"), status
+    assert status["missing_files"] == ["text_encoder/model.safetensors"]
+    for path in (p for p in REPO_FILES if p != "README.md"):  # every selected file
+        loaded = hf_hub_download("org/tiny", path, cache_dir=work.cache, local_files_only=True)
+        assert Path(loaded).read_bytes() == REPO_FILES[path], path
+
+    hub.faults.clear()
+    assert work.reconcile("--apply").code == 0
+    assert ref.read_text() == new_commit
+    for path in ("model.safetensors", "text_encoder/model.safetensors"):
+        loaded = hf_hub_download("org/tiny", path, cache_dir=work.cache, local_files_only=True)
+        assert Path(loaded).read_bytes() == new_files[path], path
 
 
 def test_branch_move_with_notify_reports_update_available(work: Workdir, hub: LocalHub) -> None:

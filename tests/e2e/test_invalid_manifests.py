@@ -42,13 +42,13 @@ CASES = [
         "bad-repo",
         lambda t: spec(t, "    - name: m\n      repo: ../../etc\n"),
         ":9: spec.models[0].repo:",
-        "",
+        "invalid repo id '../../etc'",
     ),
     (
         "bad-name",
         lambda t: spec(t, "    - name: 'has space'\n      repo: org/m\n"),
         ":8: spec.models[0].name:",
-        "",
+        "invalid name 'has space'",
     ),
     (
         "duplicate-name",
@@ -79,7 +79,7 @@ CASES = [
         "bad-revision",
         lambda t: spec(t, "    - {name: m, repo: org/m, revision: ../main}\n"),
         ":8: spec.models[0].revision:",
-        "",
+        "'..', '\\' and a leading '/' are not allowed",
     ),
 ]
 
@@ -94,7 +94,10 @@ def test_invalid_manifest_is_reported_and_changes_nothing(
         run = reconcile(*args, "-f", str(manifest))
         assert run.code == 1, (args, run.out, run.err)
         assert f"{manifest}{where}" in run.err, run.err
-        assert says in run.err
+        assert says, "every case names the words its message must hold"
+        # The message on the problem's own line, so a case can never pass on another line's.
+        line = next(ln for ln in run.err.splitlines() if ln.startswith(f"{manifest}{where}"))
+        assert says in line, run.err
         assert "Traceback" not in run.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.yaml"]
 

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -106,3 +107,31 @@ def test_everything_stays_in_the_work_dir_and_the_hub_is_stopped(
     assert url, out
     with pytest.raises(urllib.error.URLError):  # the trap stopped the server
         urllib.request.urlopen(url.group(1) + "/api/models/demo/tiny-t2v", timeout=5)
+
+
+def test_serve_sh_brings_the_hub_back_where_the_manifest_points(
+        run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    out, work = run[0].stdout, run[1]
+    url = re.search(r"Local hub: (http://127\.0\.0\.1:\d+)", out)
+    assert url, out
+    assert "serve.sh" in out[out.index("What next"):]
+    server = subprocess.Popen([str(work / "serve.sh")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, "serve.sh exited"
+            try:
+                urllib.request.urlopen(url.group(1) + "/api/models/demo/tiny-t2v", timeout=5)
+                break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline, "the hub did not come back"
+                time.sleep(0.05)
+        plan = subprocess.run(
+            [str(VENV / "bin" / "reconcile"), "--plan", "--detailed-exitcode", "-f",
+             str(work / "manifests" / "quickstart.yaml")],
+            capture_output=True, text=True, timeout=120, cwd=work)
+        assert plan.returncode == 0, plan.stdout + plan.stderr  # asked the hub: in sync
+    finally:
+        server.terminate()
+        server.wait()

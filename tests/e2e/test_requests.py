@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from controller.api import discovery
 from controller.api.app import create_app
 from controller.api.client import ModelAvailability
 from controller.api.listener import ApiListener
@@ -108,6 +111,12 @@ def test_three_doors_give_the_same_result(work: Workdir) -> None:
         # The HTTP door as a controller serves it, in front of a controller standing still.
         app = create_app(StandingController(client.desired))
         with ApiListener(app, "127.0.0.1", 0) as listener:
+            # Published as a running controller publishes itself, so every door knows that
+            # a controller serves these manifests (and fetches what is queued).
+            info = discovery.Info(pid=1, url=listener.url, started_at="now", manifests="m")
+            state = Path(client.desired.state_dir)
+            state.mkdir(parents=True, exist_ok=True)
+            (state / discovery.INFO_NAME).write_text(json.dumps(dataclasses.asdict(info)))
             for name in ("tiny", "big", "nope"):
                 python = client.request(name).model_dump(mode="json")
                 cli = work.reconcile("request", name, "--json")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from huggingface_hub import hf_hub_download, scan_cache_dir, snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
 
 from controller.store import StateStore, leases
 from reconcilers.retention import OLD_REVISION_GRACE
@@ -58,13 +59,27 @@ def repo_dir(work: Workdir, name: str) -> Path:
     return work.cache / f"models--org--{name}"
 
 
+SEEDS = {"a": A, "b": B, "c": C}
+
+
 def loads(work: Workdir, name: str) -> bool:
-    """What an application does: resolve the model from the cache, no network."""
+    """What an application does: resolve the model from the cache, no network.
+
+    True only when every file resolves to the bytes the hub published; False only when
+    huggingface_hub reports the model absent from the cache.  Any other error (a broken
+    link, a damaged cache) is raised, so "evicted" never passes on an unrelated failure.
+    """
+    expected = files(SEEDS[name])
     try:
-        for path in files(0):
-            hf_hub_download(f"org/{name}", path, cache_dir=work.cache, local_files_only=True)
-    except Exception:
+        found = {
+            path: Path(
+                hf_hub_download(f"org/{name}", path, cache_dir=work.cache, local_files_only=True)
+            ).read_bytes()
+            for path in expected
+        }
+    except LocalEntryNotFoundError:
         return False
+    assert found == expected, f"org/{name} resolves to other bytes than the hub published"
     return True
 
 
@@ -144,6 +159,43 @@ def test_adopting_makes_another_tools_model_modelsyncs_to_delete(
     ok(work.reconcile("--apply"))
     assert not repo_dir(work, "c").exists()
     assert_cache_is_valid(work)
+
+
+def test_another_tools_file_in_an_owned_snapshot_survives_its_deletion(
+    work: Workdir, hub: LocalHub
+) -> None:
+    # modelsync owns config.json only; an application then fetched the weights of the same
+    # commit with huggingface_hub, into the same snapshot.  Deleting modelsync's model takes
+    # only modelsync's file: the weights, their blob and the ref naming the snapshot stay.
+    work.write_manifest([{"name": "a", "repo": "org/a", "include": ["config.json"]}])
+    ok(work.reconcile("--apply"))
+    commit = work.model_status("a")["commit"]
+    weights_path = Path(
+        hf_hub_download(
+            "org/a", "model.safetensors", revision=commit, cache_dir=work.cache, endpoint=hub.url
+        )
+    )
+    assert weights_path.parent.name == commit
+
+    work.write_manifest([{"name": "b", "repo": "org/b"}])
+    deletions = [a for a in plan(work)["actions"] if a["kind"] == "delete"]
+    assert [(a["model"], [f["path"] for f in a["files"]]) for a in deletions] == [
+        ("a", ["config.json"])
+    ]
+    ok(work.reconcile("--apply"))
+
+    snapshot = repo_dir(work, "a") / "snapshots" / commit
+    assert sorted(p.name for p in snapshot.iterdir()) == ["model.safetensors"]
+    assert weights_path.read_bytes() == files(A)["model.safetensors"]
+    assert (repo_dir(work, "a") / "refs" / "main").read_text() == commit
+    loaded = hf_hub_download(
+        "org/a", "model.safetensors", cache_dir=work.cache, local_files_only=True
+    )
+    assert Path(loaded).read_bytes() == files(A)["model.safetensors"]
+    with pytest.raises(LocalEntryNotFoundError):
+        hf_hub_download("org/a", "config.json", cache_dir=work.cache, local_files_only=True)
+    assert_cache_is_valid(work)
+    converged(work)
 
 
 def test_adopt_true_in_the_manifest_outlives_the_manifest_entry(

@@ -766,5 +766,5 @@ def test_apply_reports_progress_in_plain_lines_when_not_on_a_terminal(
     assert run.code == 0, run.out + run.err
     lines = run.err.splitlines()
     assert "a: 0% of 400.0 kB (0/2 files)" in lines[0]
-    assert lines[-1] == "a: fetched 400.0 kB (2 files)"
+    assert lines[-1] == "a: 2 files, 400.0 kB on disk"
     assert "\x1b" not in run.err  # no bars, no cursor movement in a log

@@ -74,7 +74,15 @@ class HoldFault:
         return True
 
 
-Fault = StatusFault | DropFault | StallFault | CorruptFault | HoldFault
+@dataclass(frozen=True)
+class ThrottleFault:
+    """Send the body at about ``bytes_per_second``: a slow hub, whose client spends its time
+    blocked in reads."""
+
+    bytes_per_second: int
+
+
+Fault = StatusFault | DropFault | StallFault | CorruptFault | HoldFault | ThrottleFault
 
 
 @dataclass
@@ -98,6 +106,7 @@ class FaultPlan:
     stall: StallFault | None = None
     corrupt: CorruptFault | None = None
     hold: HoldFault | None = None
+    throttle: ThrottleFault | None = None
 
 
 NO_FAULTS = FaultPlan()
@@ -164,6 +173,19 @@ class Faults:
         self._add(method, path_glob, fault, times)
         return fault
 
+    def throttle(
+        self,
+        path_glob: str,
+        bytes_per_second: int,
+        *,
+        method: str = "GET",
+        times: int | None = 1,
+    ) -> None:
+        """Send the body at about ``bytes_per_second`` (ten spans a second)."""
+        if bytes_per_second < 10:
+            raise ValueError("a throttle sends at least 10 bytes a second")
+        self._add(method, path_glob, ThrottleFault(bytes_per_second), times)
+
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
@@ -189,6 +211,7 @@ class Faults:
             stall=cast("StallFault | None", found.get(StallFault)),
             corrupt=cast("CorruptFault | None", found.get(CorruptFault)),
             hold=cast("HoldFault | None", found.get(HoldFault)),
+            throttle=cast("ThrottleFault | None", found.get(ThrottleFault)),
         )
 
     def _add(self, method: str, path_glob: str, fault: Fault, times: int | None) -> None:
@@ -321,13 +344,29 @@ class FaultInjectingHandler(HubRequestHandler):
         """Send bytes ``start`` to ``end``, pausing at the hold point if it lies in between."""
         hold = self.plan.hold
         if hold is not None and start <= hold.after_bytes <= end:
-            self.send_span(body, start, hold.after_bytes - start)
+            self._send_paced(body, start, hold.after_bytes - start)
             if not hold.wait_released(self.hub.stopping):
                 self.dropped = True
                 # A ConnectionError: the mirror closes the connection mid-body, quietly.
                 raise ConnectionAbortedError("the hub stopped during a held response")
             start = hold.after_bytes
-        self.send_span(body, start, end - start)
+        self._send_paced(body, start, end - start)
+
+    def _send_paced(self, body: Body, start: int, count: int) -> None:
+        """Send ``count`` bytes from ``start``, at the throttle's pace when there is one."""
+        throttle = self.plan.throttle
+        if throttle is None:
+            self.send_span(body, start, count)
+            return
+        span = throttle.bytes_per_second // 10
+        end = start + count
+        while start < end:
+            self.send_span(body, start, min(span, end - start))
+            start += span
+            # The pace of a slow link, cut short when the server stops.
+            if self.hub.stopping.wait(0.1):
+                self.dropped = True
+                raise ConnectionAbortedError("the hub stopped during a throttled response")
 
 
 class FaultInjectingHubServer(HubServer):

@@ -13,7 +13,6 @@ def run(path: str, name: str, *, resume: bool, as_json: bool) -> int:
     loaded = load(path)
     if loaded is None:
         return ExitCode.ERROR
-    from controller.api import discovery
     from controller.api.client import ModelAvailability, UnknownModelError
 
     with ModelAvailability.from_desired(loaded[1]) as client:
@@ -22,8 +21,6 @@ def run(path: str, name: str, *, resume: bool, as_json: bool) -> int:
         except UnknownModelError as e:
             print(str(e), file=sys.stderr)
             return ExitCode.ERROR
-    # A running controller stops (or resumes) the model's transfer now, not at its resync.
-    discovery.nudge(loaded[1].state_dir, f"/v1/models/{name}/{'resume' if resume else 'pause'}")
     if as_json:
         print(json.dumps(found.model_dump(mode="json"), indent=2))
     else:

@@ -14,6 +14,10 @@ from controller.planning.availability import ModelRequestResult
 from controller.system.exits import ExitCode
 
 POLL_SECONDS = 0.5
+# How long `--wait` waits when no --timeout is given.  A fetch that is under way ends long
+# before this; a wait this long means nothing is fetching (no controller, no apply), and a
+# script must not hang on that forever.
+DEFAULT_WAIT_SECONDS = 3600.0
 _SETTLED = {Phase.FAILED, Phase.PAUSED}
 
 
@@ -22,6 +26,7 @@ def run(path: str, name: str, *, wait: bool, timeout: float | None, as_json: boo
     loaded = load(path)
     if loaded is None:
         return ExitCode.ERROR
+    timeout = DEFAULT_WAIT_SECONDS if timeout is None else timeout
     result, timed_out = request_until(loaded[1], name, wait=wait, timeout=timeout)
     if as_json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
@@ -49,7 +54,8 @@ def request_until(
 ) -> tuple[ModelRequestResult, bool]:
     """Request ``name``; with ``wait``, poll until it is available or settled.
 
-    Returns the last result and whether the wait timed out (``timeout`` None: no limit).
+    Returns the last result and whether the wait timed out (``timeout`` None:
+    :data:`DEFAULT_WAIT_SECONDS`).
     Something else -- ``reconcile --apply`` from cron, a controller -- does the fetching;
     this only watches the cache and the state database for the outcome.
     """
@@ -57,15 +63,12 @@ def request_until(
         result = client.request(name)
         if not wait:
             return result, False
-        deadline = None if timeout is None else monotonic() + timeout
+        deadline = monotonic() + (DEFAULT_WAIT_SECONDS if timeout is None else timeout)
         while not settled(result):
-            if deadline is not None:
-                left = deadline - monotonic()
-                if left <= 0:
-                    return result, True
-                sleep(min(POLL_SECONDS, left))
-            else:
-                sleep(POLL_SECONDS)
+            left = deadline - monotonic()
+            if left <= 0:
+                return result, True
+            sleep(min(POLL_SECONDS, left))
             result = client.request(name)
         return result, False
 

@@ -48,8 +48,17 @@ def run(path: str, status_path: str | None, *, as_json: bool) -> int:
         return ExitCode.ERROR
     try:
         report = status_file.read(status_path)
-    except Exception as e:  # a hand-edited or truncated file is a user problem, not a bug
-        print(f"{status_path}: not a modelsync status file: {e}", file=sys.stderr)
+    except status_file.UnreadableStatus as e:
+        # One line: a status file that a full disk or a hand edit damaged is a user problem,
+        # and the next pass rewrites it.
+        print(
+            f"{status_path}: damaged or not a modelsync status file ({e}); the next "
+            "`reconcile --apply` rewrites it",
+            file=sys.stderr,
+        )
+        return ExitCode.ERROR
+    except OSError as e:
+        print(f"{status_path}: cannot read: {e.strerror}", file=sys.stderr)
         return ExitCode.ERROR
     if source is not None:
         report = _live(report, source)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from controller.cli.commands.shared import load
+from controller.domain.units import first_line, plural
 from controller.engine import status_file
 from controller.system.exits import ExitCode
 
@@ -56,13 +57,13 @@ def run(path: str, models: list[str], *, full: bool, as_json: bool) -> int:
     else:
         hashed = sum(c.hashed for c in files)
         print(
-            f"{len(files)} files checked ({hashed} hashed, {len(files) - hashed} unchanged "
-            f"since their last verification); {len(bad)} damaged."
+            f"{plural(len(files), 'file')} checked ({hashed} hashed, "
+            f"{len(files) - hashed} unchanged since their last verification); {len(bad)} damaged."
         )
         for c in bad:
             print(f"  {c.model}: {c.detail}")
         if bad:
             print("Run `reconcile --apply` to repair them.")
         for c in probes:
-            print(f"  {c.model}: files verified, but the probe failed: {c.detail}")
+            print(f"  {c.model}: files verified, but the probe failed: {first_line(c.detail)}")
     return ExitCode.ERROR if bad or probes else ExitCode.OK

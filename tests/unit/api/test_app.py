@@ -231,7 +231,15 @@ def test_a_request_is_the_clients_answer_and_a_queued_one_asks_for_a_pass(api: S
     answer = response.json()
     assert (answer["phase"], answer["success"]) == ("QUEUED", False)
     assert api.controller.pending() == {Trigger.MODEL}
-    assert answer == api.client.request("b").model_dump(mode="json")
+    # The same answer as a client's, but the controller fetches it: nobody needs to apply.
+    alone = api.client.request("b").model_dump(mode="json")
+    assert alone["action_required"] == "run `reconcile --apply`"
+    assert answer["action_required"] is None
+    assert answer["message"].endswith("the running controller fetches it")
+    drop = {"message", "action_required"}
+    assert {k: v for k, v in answer.items() if k not in drop} == {
+        k: v for k, v in alone.items() if k not in drop
+    }
     assert api.http.get("/v1/models/b").json()["phase"] == "QUEUED"
 
 

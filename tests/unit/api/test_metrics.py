@@ -118,3 +118,12 @@ def test_the_format_follows_the_scrapers_accept_header() -> None:
     text, open_metrics = exposition(scraped, "application/openmetrics-text; version=1.0.0")
     assert open_metrics.startswith("application/openmetrics-text")
     assert text.endswith(b"# EOF\n")
+
+
+def test_counters_are_0_for_every_model_before_their_first_increase() -> None:
+    fresh = Metrics().sample(
+        report=_report(), downloaded={}, disk=None, budget_bytes=None, ready=True
+    )
+    text = generate_latest(registry(lambda: fresh)).decode()
+    assert 'modelsync_downloaded_bytes_total{model="we\\"ird"} 0.0' in text
+    assert 'modelsync_verify_failures_total{model="we\\"ird"} 0.0' in text

@@ -122,3 +122,60 @@ def test_a_file_found_damaged_and_not_fetched_again_says_so() -> None:
         "         b.bin: was damaged (content hashes to 77c1); fetching it again failed:",
         "         b.bin: 403 Forbidden",
     ]
+
+
+def test_a_probes_output_over_several_lines_keeps_the_status_table_one_row_per_model() -> None:
+    from controller.domain.status import ModelStatus, StatusReport, StatusSummary
+
+    output = "exit status 1: Traceback (most recent call last):\n  File x\nValueError: bad"
+    model = ModelStatus(
+        name="m",
+        repo="org/m",
+        revision="main",
+        commit=C1,
+        phase="FAILED",
+        reason="ProbeFailed",
+        message=f"files verified, but the probe failed: {output}",
+        size_on_disk=1,
+        expected_size=1,
+        integrity_score=1.0,
+        priority="auto",
+        policy="always",
+        last_checked=NOW,
+    )
+    summary = StatusSummary(
+        models=1, phases={"FAILED": 1}, size_on_disk=1, expected_size=1, ready=False
+    )
+    report = StatusReport(
+        observedGeneration="g", updatedAt=NOW, summary=summary, models=(model,)
+    )
+
+    header, row, *_ = render.status_to_text(report).splitlines()
+
+    assert row.startswith("m ") and row.endswith(
+        "files verified, but the probe failed: exit status 1: Traceback (most recent call "
+        "last): … (+2 more lines)"
+    )
+    assert "ValueError" not in render.status_to_text(report)
+
+
+def test_in_recommend_mode_the_budget_line_subtracts_no_deletion() -> None:
+    from controller.domain import RetentionMode
+
+    fit = BudgetFit(
+        1_000_000, "--budget-bytes 1000000", on_disk=900_000, transfers=300_000, freed=400_000
+    )
+    plan = Plan(
+        actions=(download("a", fit.transfers),),
+        generation="g1",
+        created_at=NOW,
+        budget=fit,
+        retention_mode=RetentionMode.RECOMMEND,
+    )
+
+    assert render.plan_to_text(plan).rstrip("\n").splitlines()[-1] == (
+        "Disk budget: 900.0 kB on disk + 300.0 kB to transfer = 1.2 MB of 1.0 MB "
+        "(--budget-bytes 1000000): DOES NOT FIT, 200.0 kB over; the recommended deletions "
+        "would free 400.0 kB."
+    )
+    assert retention_view.from_plan(plan).fits is False  # the status says the same

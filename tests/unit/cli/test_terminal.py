@@ -59,7 +59,7 @@ def test_on_a_terminal_running_bars_are_redrawn_and_finished_ones_printed_above(
     display.close()
 
     shown = screen(tty.getvalue())
-    assert shown[0] == "m: fetched 10.0 MB (3 files)"  # once, above the bars
+    assert shown[0] == "m: 3 files, 10.0 MB on disk"  # once, above the bars
     assert len(shown) == 2, shown  # and only the unfinished bar below it
     assert re.fullmatch(r"\[b\] +\S+ +50% of 1\.0 MB \(0/3 files\)", shown[1])
 
@@ -77,7 +77,7 @@ def test_off_a_terminal_a_line_per_model_every_ten_seconds_and_one_when_complete
     assert plain.getvalue().splitlines() == [
         "m: 0% of 100 B (0/3 files)",
         "m: 10% of 100 B (0/3 files)",
-        "m: fetched 100 B (3 files)",
+        "m: 3 files, 100 B on disk",
     ]
     assert "\x1b" not in plain.getvalue() and "\r" not in plain.getvalue()
 

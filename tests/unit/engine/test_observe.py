@@ -6,13 +6,13 @@ from pathlib import Path
 
 from controller.cache import layout
 from controller.cache.inspection import inspect
-from controller.domain import DesiredModel, FileWork
+from controller.domain import DesiredModel, FileWork, RemoteFile, RemoteRevision
 from controller.engine.observe import observe, observe_models
 from controller.planning.planner import assess_all
 from controller.store import StateStore, leases
 from controller.system.clock import utcnow
 from tests.support import repos
-from tests.support.factories import desired
+from tests.support.factories import NOW, desired
 
 
 def verify_all(store: StateStore, cache: Path, repo: str, commit: str) -> None:
@@ -63,3 +63,28 @@ def test_records_passed_in_are_used_instead_of_a_query_per_file(tmp_path: Path) 
         assert not inspect(store, "org/a", f, path, utcnow, known=known).hashed  # trusted
         # Records that say nothing of the file: it is hashed again, whatever the store holds.
         assert inspect(store, "org/a", f, path, utcnow, known={}).hashed
+
+
+def test_an_applying_pass_remembers_what_its_lock_pins_and_a_plan_does_not(
+    tmp_path: Path,
+) -> None:
+    def pinned_at(commit: str, *paths: str) -> RemoteRevision:
+        files = tuple(RemoteFile(p, 1, "b" * 40) for p in paths)
+        return RemoteRevision("org/a", "main", commit, files, locked=True)
+
+    weights = DesiredModel("weights", "org/a", include=("*.bin",))
+    config = DesiredModel("config", "org/a", include=("*.json",))
+    state = desired(weights, config, root=tmp_path, endpoint="http://127.0.0.1:9")
+    pinned = {"weights": pinned_at("1" * 40, "w.bin"), "config": pinned_at("1" * 40, "c.json")}
+    with StateStore.open(tmp_path / "state") as store:
+        observe(state, now=NOW, store=store, pinned=pinned)
+        recalled = store.recall_remote("org/a", "main")
+    # The union of the entries that share the revision: each model finds its own files.
+    assert recalled is not None and recalled.learned_at == NOW
+    assert (recalled.commit, [f.path for f in recalled.files]) == ("1" * 40, ["c.json", "w.bin"])
+
+    # A plan, with a lock that moved, changes nothing it would read.
+    observe(state, now=NOW, pinned={"weights": pinned_at("2" * 40, "w.bin")})
+    with StateStore.open(tmp_path / "state") as store:
+        again = store.recall_remote("org/a", "main")
+    assert again is not None and again.commit == "1" * 40

@@ -487,3 +487,20 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met before the deadline")
         time.sleep(0.01)
+
+
+def test_a_first_download_cut_before_any_file_completed_leaves_a_repo_hf_can_list(
+    hub: LocalHub, hf_cache: Path, commit: str
+) -> None:
+    # The first response is cut after 64 KiB, and every later one fails: the process gives up
+    # with only a partial on disk, as one killed mid-file would leave it.
+    hub.faults.drop("*/model.safetensors", after_bytes=64 * 1024)
+    hub.faults.fail("*/model.safetensors", 502, method="GET", times=None)
+
+    with pytest.raises(HubError):
+        do_fetch(hub, hf_cache, ref_for(commit))
+
+    assert [p.name for p in blobs(hf_cache).iterdir() if p.name.endswith(".incomplete")]
+    scanned = scan_cache_dir(hf_cache)
+    assert scanned.warnings == []  # not "Repo ignored"
+    assert [r.repo_id for r in scanned.repos] == [REPO]  # so `hf cache rm` can find it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -138,7 +139,7 @@ def test_parse_rejects_what_cannot_be_trusted(changes: dict[str, object], messag
     with pytest.raises(LockFileError) as caught:
         parse(_document(**changes), "m.lock.yaml")
     assert any(message in p for p in caught.value.problems), caught.value.problems
-    assert str(caught.value).startswith("m.lock.yaml: ")
+    assert re.match(r"m\.lock\.yaml:[1-9][0-9]*: ", str(caught.value)), str(caught.value)
 
 
 def test_parse_rejects_other_documents() -> None:
@@ -357,3 +358,39 @@ def test_percent_budget_is_of_the_disk_total() -> None:
     chosen = budget.from_percent(80, Disk(total=1_000_000_000, free=500_000_000))
     assert chosen.bytes == 800_000_000
     assert "max_storage_usage_percent 80% of the cache disk's 1.0 GB" in chosen.source
+
+
+def test_each_problem_names_the_line_it_is_on() -> None:
+    c, d = "c" * 40, "d" * 40
+    text = (
+        "apiVersion: modelsync/v1\n"
+        "kind: ModelSetLock\n"
+        "models:\n"
+        "  tiny:\n"
+        "    repo: org/tiny\n"
+        "    revision: main\n"
+        "    include: []\n"
+        "    exclude: []\n"
+        "    commit: not-a-commit\n"
+        "    files:\n"
+        f"    - {{path: config.json, size: 10, blob_id: '{c}'}}\n"
+        f"    - {{path: model.bin, size: -1, blob_id: '{d}'}}\n"
+        "  other: {repo: org/other}\n"
+    )
+    with pytest.raises(LockFileError) as caught:
+        parse(text, "m.lock.yaml")
+    lines = str(caught.value).splitlines()
+    assert "m.lock.yaml:9: models.tiny.commit: expected a 40-hex commit id" in lines[0]
+    assert any(line.startswith("m.lock.yaml:12: models.tiny.files[1].size") for line in lines)
+    assert any(line.startswith("m.lock.yaml:13: models.other: missing field(s)") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [("models: {\n  tiny: [\n", 3), ("apiVersion: x\nkind: \x00\n", 2)],
+)
+def test_a_damaged_lock_is_reported_at_its_line(text: str, line: int) -> None:
+    with pytest.raises(LockFileError) as caught:
+        parse(text, "m.lock.yaml")
+    assert str(caught.value).startswith(f"m.lock.yaml:{line}: not valid YAML ("), str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1

@@ -199,7 +199,7 @@ def test_update_transfers_only_changed_blobs() -> None:
     observed = observation({"org/m": cached()}, {"m": remote(commit=C2, files=MOVED)}, verified())
     (action,) = plan(desired(model(updates=UpdatePolicy.AUTO)), observed, NOW).actions
     assert action.bytes == NEW_WEIGHTS.size
-    assert "1 changed files" in action.message and "2 unchanged files linked" in action.message
+    assert "1 changed file," in action.message and "2 unchanged files linked" in action.message
 
 
 def test_notify_verifies_the_served_snapshot_not_the_new_one() -> None:

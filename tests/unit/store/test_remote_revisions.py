@@ -21,7 +21,7 @@ def test_remote_revision_round_trips_and_comes_back_stale(tmp_path: Path) -> Non
     with StateStore.open(tmp_path) as store:
         recalled = store.recall_remote(rev.repo, "main")
 
-    assert recalled == dataclasses.replace(rev, stale=True)
+    assert recalled == dataclasses.replace(rev, stale=True, learned_at=NOW)
 
 
 def test_remembering_again_keeps_the_latest_answer(store: StateStore) -> None:
@@ -33,6 +33,16 @@ def test_remembering_again_keeps_the_latest_answer(store: StateStore) -> None:
     assert recalled.commit == C2
     assert store.recall_remote("Wan-AI/Wan2.2-TI2V-5B", "other-branch") is None
     assert store.recall_remote("nobody/nothing", "main") is None
+
+
+def test_an_older_answer_never_replaces_a_newer_one(store: StateStore) -> None:
+    assert store.remember_remote(remote(C2), observed_at=NOW + timedelta(hours=1))
+    # Learned earlier (a lock run that asked before a pass did), written later.
+    assert not store.remember_remote(remote(C1), observed_at=NOW)
+
+    recalled = store.recall_remote("Wan-AI/Wan2.2-TI2V-5B", "main")
+    assert recalled is not None
+    assert (recalled.commit, recalled.learned_at) == (C2, NOW + timedelta(hours=1))
 
 
 def test_a_stale_revision_cannot_be_remembered_as_news(store: StateStore) -> None:
