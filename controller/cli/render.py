@@ -16,7 +16,8 @@ from controller.manifest.problems import Problem
 from controller.planning import retention_view
 from reconcilers.base import ActionResult
 
-PLAN_FORMAT_VERSION = "1.0"
+# 2.0: each of `errors` is an object (file, line, path, message), no longer a string.
+PLAN_FORMAT_VERSION = "2.0"
 
 _SYMBOL = {
     ActionKind.DOWNLOAD: "+",
