@@ -2,7 +2,7 @@
 
 Pure functions only (no clock, no database: ``now`` and the rows are passed in); the
 import-linter contract in pyproject.toml keeps it that way.  The state store does the
-counting in SQL (:meth:`controller.state.StateStore.usage_aggregates`) because a busy
+counting in SQL (:meth:`controller.store.usage.Usage.usage_aggregates`) because a busy
 machine records tens of thousands of uses a month; :func:`aggregate` is the same
 computation over plain rows, which defines what the SQL must return.
 
