@@ -317,7 +317,7 @@ class _Job:
             # Without hf_xet, huggingface_hub GETs the /resolve URL itself and follows its
             # redirects; httpx2 drops the token when a redirect leaves the origin.
             return _Target(url, etag, size, keep_auth=True)
-        return _Target(meta.location, etag, size, keep_auth=_same_origin(url, meta.location))
+        return _Target(meta.location, etag, size, keep_auth=wire.same_origin(url, meta.location))
 
     def _check_metadata(
         self, commit: str | None, etag: str | None, size: int | None
@@ -814,26 +814,12 @@ def _as_httpx(body: wire.Body, url: str) -> httpx2.Response:
 
 
 def _describe(error: Exception) -> str:
-    text = str(error).splitlines()[0] if str(error) else ""
-    return revisions.redact(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+    return revisions.redact(wire.describe(error))
 
 
 def _origin(url: str) -> str:
     parts = httpx2.URL(url)
     return f"{parts.scheme}://{parts.netloc.decode('ascii')}"
-
-
-def _same_origin(a: str, b: str) -> bool:
-    default = {"http": 80, "https": 443}
-    try:
-        pa, pb = httpx2.URL(a), httpx2.URL(b)
-    except httpx2.InvalidURL:
-        return False  # a Location that cannot be parsed gets no token
-    return (pa.scheme, pa.host, pa.port or default.get(pa.scheme)) == (
-        pb.scheme,
-        pb.host,
-        pb.port or default.get(pb.scheme),
-    )
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -73,7 +73,7 @@ class Body:
                 return 0
             n = fp.readinto1(buffer[:want])
         except (OSError, http.client.HTTPException) as e:
-            raise WireError(_describe(e)) from None
+            raise WireError(describe(e)) from None
         if n == 0 and self._left:
             raise WireError(f"the body ended {self._left} bytes short of its Content-Length")
         if self._left is not None:
@@ -122,7 +122,7 @@ def get(
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as e:
             connection.close()
-            raise WireError(_describe(e)) from None
+            raise WireError(describe(e)) from None
         location = response.getheader("Location")
         if response.status not in _REDIRECTS or not location:
             return Body(connection, response)
@@ -188,7 +188,7 @@ def _connect(
         connection.connect()
     except (OSError, http.client.HTTPException) as e:
         connection.close()
-        raise WireError(_describe(e)) from None
+        raise WireError(describe(e)) from None
     if connection.sock is not None:
         # The connect timeout is spent; from here on the limit is the silence between reads.
         connection.sock.settimeout(read_timeout)
@@ -223,7 +223,7 @@ def _default_tls() -> ssl.SSLContext:
     return _TLS
 
 
-def _describe(error: BaseException) -> str:
+def describe(error: BaseException) -> str:
     text = str(error).splitlines()[0] if str(error) else ""
     name = type(error).__name__
     return f"{name}: {text}" if text else name

@@ -79,11 +79,15 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
+# Opens retried while another process replaces the file under us; more means a pathological
+# loop of replacements, and the last open is taken as it is.
+_PIN_ATTEMPTS = 5
+
+
 def _open_checked(path: Path) -> tuple[sqlite3.Connection, int, int]:
     """Connect read-write, check integrity and migrate: the connection, the schema version and
     the file's inode; raises :class:`Damaged` for a database that fails the check."""
-    conn = _connect(str(path), uri=False)  # opens (or creates) the file at once
-    inode = recovery.inode_of(path)
+    conn, inode = _connect_pinned(path)
     try:
         # WAL persists in the file; setting it again is a no-op.  It must precede the
         # migration transaction because the journal mode cannot change inside one.
@@ -106,6 +110,25 @@ def _open_checked(path: Path) -> tuple[sqlite3.Connection, int, int]:
         conn.close()
         raise
     return conn, version, inode
+
+
+def _connect_pinned(path: Path) -> tuple[sqlite3.Connection, int]:
+    """Connect read-write, and the inode of the very file the connection opened.
+
+    The inode decides which file a recovery may move aside, so it must be the connection's:
+    another process that found the same damage may replace the file between our open and a
+    later look at the path, and that new database must never be taken for the damaged one.
+    A path whose inode is the same before and after the open names the file opened (a new
+    file cannot take the inode of one still open)."""
+    for _ in range(_PIN_ATTEMPTS):
+        before = recovery.inode_of(path)
+        conn = _connect(str(path), uri=False)  # opens (or creates) the file at once
+        after = recovery.inode_of(path)
+        if before == after != -1:
+            return conn, after
+        conn.close()  # replaced or created under us: open again what is there now
+    conn = _connect(str(path), uri=False)
+    return conn, recovery.inode_of(path)
 
 
 class Database:

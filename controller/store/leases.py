@@ -28,6 +28,7 @@ from types import TracebackType
 
 from controller.domain import Lease
 from controller.store.state import StateStore
+from controller.system.processes import process_alive
 
 log = logging.getLogger("modelsync.leases")
 
@@ -35,21 +36,6 @@ HOST = socket.gethostname()
 DEFAULT_TTL_SECONDS = 60.0
 
 Clock = Callable[[], datetime]
-
-
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` exists on this host (signal 0 checks without sending anything)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, it is only someone else's
-    except OSError:
-        return False
-    return True
 
 
 def is_live(lease: Lease, now: datetime) -> bool:

@@ -51,6 +51,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from controller.system.atomic import atomic_write_text, temp_name
+from controller.system.processes import process_alive
 
 log = logging.getLogger("modelsync.claim")
 
@@ -104,7 +105,7 @@ class Holder:
     def stale(self, now: float, node: str) -> bool:
         if self.released or now - self.heartbeat > self.stale_after:
             return True
-        return self.node == node and not _pid_alive(self.pid)
+        return self.node == node and not process_alive(self.pid)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1) + "\n"
@@ -349,15 +350,3 @@ def _age(path: Path) -> float | None:
         return time.time() - path.stat().st_mtime
     except FileNotFoundError:
         return None
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, and someone else's
-        return True
-    return True
