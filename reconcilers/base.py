@@ -69,6 +69,11 @@ class Workspace(Protocol):
         entry links.  Refused while a live lease holds the model; crash-safe at any instant."""
         ...
 
+    def discard_quarantined(self, action: Action) -> tuple[FileOutcome, ...]:
+        """Remove ``action.files`` (each ``.quarantine/<name>``) from the repo's quarantine:
+        damaged bytes no snapshot links, kept only for whoever investigates them."""
+        ...
+
 
 def action_for(
     a: Assessment, kind: ActionKind, files: tuple[FileWork, ...], reason: Reason, message: str

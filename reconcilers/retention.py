@@ -67,6 +67,8 @@ from controller.domain import (
     OwnedFile,
     Policy,
     Priority,
+    Quarantine,
+    QuarantinedFile,
     Reason,
     RetentionPolicy,
     Unmanaged,
@@ -75,6 +77,7 @@ from controller.domain import (
 )
 from controller.domain.assessment import Assessment
 from controller.domain.budget import REMEDY, Budget, numbers
+from controller.domain.observed import QUARANTINE_DIR
 from controller.domain.selection import selects
 from controller.domain.units import human_bytes, plural
 from controller.domain.usage import effective_priority, format_rate, uses_per_day
@@ -98,6 +101,7 @@ class Cleanup:
     deletions: tuple[Action, ...] = ()
     withheld: tuple[Withheld, ...] = ()  # deletions a live lease or a grace period holds back
     unmanaged: tuple[Unmanaged, ...] = ()
+    quarantined: tuple[Quarantine, ...] = ()
     fit: BudgetFit | None = None
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -118,6 +122,8 @@ def plan(
 
 
 def apply(action: Action, workspace: Workspace) -> ActionResult:
+    if action.reason is Reason.QUARANTINE_EXPIRED:
+        return ActionResult(action, workspace.discard_quarantined(action))
     return ActionResult(action, workspace.delete(action))
 
 
@@ -319,8 +325,11 @@ class _Planner:
         # unlinks entries from it: one ledger per plan serves both.
         mine = self._mine()
         on_disk, unmanaged = self._managed_bytes(mine), self._unmanaged(mine)
+        # Quarantined bytes take disk space like any blob (they are modelsync's own).
+        on_disk += sum(f.size for c in self.observed.cache.values() for f in c.quarantined)
         covered = self._finish_interrupted()
         self._unneeded(covered)
+        quarantined = self._expired_quarantine()
         candidates, blocked = self._candidates()
         for c in sorted(candidates, key=_Candidate.value):
             if self.now - c.last_active > timedelta(days=self.policy.max_unused_days):
@@ -351,6 +360,7 @@ class _Planner:
             deletions=tuple(self.deletions),
             withheld=tuple(self.withheld),
             unmanaged=unmanaged,
+            quarantined=quarantined,
             fit=fit,
             errors=tuple(errors),
             warnings=tuple(warnings),
@@ -404,6 +414,50 @@ class _Planner:
             files = self._files(keys)
             grace = self._grace(name) if reason is Reason.OLD_REVISION else None
             self._delete(name, repo, commit, files, keys, reason, message, grace=grace)
+
+    def _expired_quarantine(self) -> tuple[Quarantine, ...]:
+        """Delete damaged bytes once ``quarantine_grace`` has passed since they were moved
+        aside; until then they stay for whoever investigates.  A suspended model's repo is
+        left alone.  Returns what each repo's quarantine holds, as observed."""
+        grace = self.policy.quarantine_grace
+        suspended = {m.repo for m in self.models.values() if m.suspend}
+        found = []
+        for repo, cached in sorted(self.observed.cache.items()):
+            if not cached.quarantined:
+                continue
+            expired = tuple(f for f in cached.quarantined if self.now >= f.since + grace)
+            total = sum(f.size for f in cached.quarantined)
+            found.append(Quarantine(repo, len(cached.quarantined), total, len(expired)))
+            if expired and repo not in suspended:
+                self._discard(repo, expired)
+        return tuple(found)
+
+    def _discard(self, repo: str, expired: tuple[QuarantinedFile, ...]) -> None:
+        frees = sum(f.size for f in expired)
+        owners = sorted(m.name for m in self.models.values() if m.repo == repo)
+        oldest = min(f.since for f in expired)
+        self.freed += frees
+        self.deletions.append(
+            Action(
+                kind=ActionKind.DELETE,
+                # The model that declares the repo, so apply takes it with that model's work;
+                # the repo itself when no manifest declares it any more.
+                model=owners[0] if owners else repo,
+                repo=repo,
+                revision="",
+                commit="",  # in no snapshot: quarantined bytes belong to no commit
+                files=tuple(
+                    FileWork(f"{QUARANTINE_DIR}/{f.name}", f.size, f.name) for f in expired
+                ),
+                bytes=frees,
+                reason=Reason.QUARANTINE_EXPIRED,
+                message=(
+                    f"{plural(len(expired), 'damaged file')} quarantined since "
+                    f"{oldest:%Y-%m-%d %H:%M:%S} UTC, over retention.quarantine_grace "
+                    f"{_duration(self.policy.quarantine_grace)}; frees {human_bytes(frees)}"
+                ),
+            )
+        )
 
     def _why_unneeded(
         self, name: str, repo: str, commit: str, keys: list[Key]

@@ -2,6 +2,8 @@
 
     GET    /healthz                      200 while the loop runs (liveness)
     GET    /readyz                       200 once every `always` model is AVAILABLE, else 503
+    GET    /v1/models/{name}/ready       200 when the model is AVAILABLE, else 503 (404 unknown);
+                                         open like the probes: a startup probe sends no token
     GET    /metrics                      Prometheus text (controller.api.metrics)
     GET    /v1/events                    server-sent events (controller.api.events);
                                          ?kinds=phase,progress narrows them
@@ -38,7 +40,10 @@ method, with ``allowed``), 409, 413 (body over 1 MiB) or 500.
 With a token (``MODELSYNC_API_TOKEN``; required beyond loopback, see
 :func:`controller.api.listener.check_bind`) every route but the two probes requires
 ``Authorization: Bearer <token>``; the probes stay open because kubelets and load balancers
-call them without credentials, and they reveal nothing.
+call them without credentials, and they reveal nothing.  A model's readiness route is a probe
+too: without the token it answers only whether the model is ready and its phase; the message
+(which may name files and repos) and, for an unknown name, the declared names go only to a
+caller that sends the token.
 
 The app runs no loop: the running controller is handed in as a :class:`RunningController`,
 which ``controller.runtime.loop.Controller`` is, and a test's stand-in can be.
@@ -65,8 +70,14 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from controller import __version__
-from controller.api import metrics
-from controller.api.client import LeaseGrant, ModelAvailability, UnknownModelError, UseRecorded
+from controller.api import discovery, metrics
+from controller.api.client import (
+    LeaseGrant,
+    ModelAvailability,
+    ModelReadiness,
+    UnknownModelError,
+    UseRecorded,
+)
 from controller.api.discovery import TOKEN_ENV
 from controller.api.events import KEEPALIVE_SECONDS, Event, EventBus, EventKind
 from controller.domain import DesiredState, Phase
@@ -215,6 +226,7 @@ def create_app(
     """The API of ``controller``; with ``token``, every route but the probes requires it.
     ``keepalive_seconds``: how often an idle event stream gets a comment."""
     doors = _Doors(controller)
+    node = discovery.node_name()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -268,7 +280,27 @@ def create_app(
         response.status_code = 200 if ready else 503
         return Readiness(ready=ready, waiting=waiting)
 
-    scraped = metrics.registry(controller.metrics_sample)
+    @probes.get(
+        "/v1/models/{name}/ready",
+        response_model=ModelReadiness,
+        tags=["probes"],
+        responses={
+            503: {"model": ModelReadiness, "description": "not AVAILABLE (yet)"},
+            404: {"model": ApiError, "description": "an unknown model"},
+        },
+    )
+    def model_ready(name: str, request: Request, response: Response) -> Response | ModelReadiness:
+        trusted = token is None or _carries(request, token)
+        declared = tuple(m.name for m in controller.desired.models)
+        if name not in declared:
+            if not trusted:
+                return _error(404, f"unknown model: {name}")
+            return _error(404, str(UnknownModelError(name, declared)), declared_models=declared)
+        readiness = _readiness(name, controller.report)
+        response.status_code = 200 if readiness.ready else 503
+        return readiness if trusted else readiness.model_copy(update={"message": None})
+
+    scraped = metrics.registry(controller.metrics_sample, node=node)
 
     @guarded.get(
         "/metrics",
@@ -310,6 +342,7 @@ def create_app(
             update={
                 "models": tuple(_with_progress(m, transfers) for m in report.models),
                 "errors": (*controller.problems, *report.errors),
+                "node": node,
             }
         )
 
@@ -454,6 +487,28 @@ class _Doors:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def _readiness(name: str, report: StatusReport | None) -> ModelReadiness:
+    """A model's readiness from the latest status, as ``/readyz`` reads it."""
+    found = None if report is None else report.model(name)
+    if found is None:  # before the first pass, or declared by an edit no pass has seen yet
+        return ModelReadiness(model=name, ready=False, phase=None, message="not reconciled yet")
+    return ModelReadiness(
+        model=name,
+        ready=found.phase is Phase.AVAILABLE,
+        phase=found.phase,
+        message=found.message,
+    )
+
+
+def _carries(request: Request, token: str) -> bool:
+    """Whether the request sends the API's bearer token (on an open route, which answers
+    more to a caller that does)."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
 
 
 def _with_progress(status: ModelStatus, transfers: Mapping[str, ModelProgress]) -> ModelStatus:

@@ -35,8 +35,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict
+import httpx2
+from pydantic import BaseModel, ConfigDict, Field
 
 from controller.api import discovery
 from controller.api.events import EventKind, Follower
@@ -55,6 +57,8 @@ from controller.store.leases import HeldLease
 from controller.system.clock import utcnow
 
 Clock = Callable[[], datetime]
+# A controller's API answers from memory: one that takes longer is as good as unreachable.
+REMOTE_TIMEOUT_SECONDS = 5.0
 _Hints = tuple[Mapping[str, Failure], Mapping[str, Phase]]
 
 
@@ -99,6 +103,68 @@ class LeaseGrant(BaseModel):
             ttl_seconds=lease.ttl_seconds,
             expires_at=lease.heartbeat_at + timedelta(seconds=lease.ttl_seconds),
         )
+
+
+class ModelReadiness(BaseModel):
+    """A model's answer on a controller's readiness route (``/v1/models/{name}/ready``)."""
+
+    model_config = ConfigDict(frozen=True)
+    model: str
+    ready: bool = Field(description="the model is AVAILABLE: present and verified")
+    phase: Phase | None = Field(description="None until a reconcile has reported the model")
+    message: str | None = Field(
+        default=None, description="why it is not ready; only to a caller with the token"
+    )
+
+
+class ControllerUnreachable(Exception):
+    """A running controller's API did not answer, or not as a modelsync controller does."""
+
+
+def remote_status(
+    url: str, *, token: str | None, timeout: float = REMOTE_TIMEOUT_SECONDS
+) -> StatusReport:
+    """The live status of the controller whose API is at ``url`` (``GET /v1/status``)."""
+    response = _get(url, "/v1/status", token, timeout)
+    if response.status_code == 401:
+        raise ControllerUnreachable(f"{url}: refused the token (set {discovery.TOKEN_ENV})")
+    try:
+        response.raise_for_status()
+        return StatusReport.model_validate(response.json())
+    except (httpx2.HTTPError, ValueError) as e:
+        raise ControllerUnreachable(f"{url}: {_describe(e, response)}") from None
+
+
+def remote_readiness(
+    url: str, name: str, *, token: str | None, timeout: float = REMOTE_TIMEOUT_SECONDS
+) -> ModelReadiness:
+    """Whether ``name`` is ready on the controller at ``url``; raises
+    :class:`UnknownModelError` when that controller declares no such model."""
+    # Declared names are URL-safe ([A-Za-z0-9._-]); any other is unknown there anyway.
+    response = _get(url, f"/v1/models/{quote(name, safe='')}/ready", token, timeout)
+    try:
+        if response.status_code == 404 and "declared_models" in response.text:
+            body = response.json()
+            raise UnknownModelError(name, tuple(body.get("declared_models") or ()))
+        if response.status_code not in (200, 503):
+            response.raise_for_status()
+        return ModelReadiness.model_validate(response.json())
+    except (httpx2.HTTPError, ValueError) as e:
+        raise ControllerUnreachable(f"{url}: {_describe(e, response)}") from None
+
+
+def _get(url: str, path: str, token: str | None, timeout: float) -> httpx2.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        return httpx2.get(url.rstrip("/") + path, headers=headers, timeout=timeout)
+    except httpx2.HTTPError as e:
+        raise ControllerUnreachable(f"{url}: {type(e).__name__}: {e}") from None
+
+
+def _describe(error: Exception, response: httpx2.Response) -> str:
+    if isinstance(error, httpx2.HTTPStatusError):
+        return f"answered {response.status_code} to {response.request.url.path}"
+    return f"not a modelsync controller's answer ({type(error).__name__})"
 
 
 class ModelAvailability:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import httpx2
 
 INFO_NAME = "controller.json"
 TOKEN_ENV = "MODELSYNC_API_TOKEN"  # the API's bearer token, for servers and clients alike
+# The node a controller speaks for.  In a pod the host name is the pod's, not the node's:
+# Kubernetes passes the node's name in through the downward API (spec.nodeName).
+NODE_ENV = "MODELSYNC_NODE_NAME"
 NUDGE_TIMEOUT_SECONDS = 1.0
 
 
@@ -55,3 +59,8 @@ def nudge(state_dir: str | os.PathLike[str], path: str) -> bool:
 def token_from_env() -> str | None:
     """The API's bearer token, if this process was given one."""
     return os.environ.get(TOKEN_ENV) or None
+
+
+def node_name() -> str:
+    """The name this controller gives its node in its status and metrics."""
+    return os.environ.get(NODE_ENV) or socket.gethostname()

@@ -29,8 +29,10 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from controller import __version__
 from controller.domain import Disk, Phase
 from controller.domain.status import StatusReport
+from controller.hub import watchdog
 
 # Seconds: a pass with nothing to do takes well under a second; one that downloads a
 # 60 GB model takes hours.
@@ -49,6 +51,8 @@ class Sample:
     disk: Disk | None
     budget_bytes: int | None
     ready: bool
+    # Transfers the low-speed watchdog cut, by what was transferred (every kind, 0 or more).
+    stalls: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,14 +101,23 @@ class Metrics:
                 disk=disk,
                 budget_bytes=budget_bytes,
                 ready=ready,
+                stalls={kind.value: n for kind, n in watchdog.cuts_by_kind().items()},
             )
 
 
 class SampleCollector(Collector):
-    """The controller's metric families, from a fresh :class:`Sample` at every scrape."""
+    """The controller's metric families, from a fresh :class:`Sample` at every scrape.
 
-    def __init__(self, sample: Callable[[], Sample]) -> None:
+    Per-model families carry ``model`` (and ``phase``); which node a series comes from is
+    the scrape target's label (``instance``, or ``node`` relabelled from the pod's node in
+    Kubernetes), as Prometheus attaches it to every series.  ``modelsync_controller_info``
+    names the node too, for set-ups that scrape by address: joining on it gives alerts and
+    dashboards the node's name.
+    """
+
+    def __init__(self, sample: Callable[[], Sample], *, node: str = "") -> None:
         self._sample = sample
+        self._node = node
 
     def describe(self) -> Iterable[Metric]:
         # Nothing to check for clashes at registration: the families depend on the status.
@@ -113,6 +126,13 @@ class SampleCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         s = self._sample()
         models = s.report.models if s.report is not None else ()
+        info = GaugeMetricFamily(
+            "modelsync_controller_info",
+            "Always 1: the controller's node and version.",
+            labels=["node", "version"],
+        )
+        info.add_metric([self._node, __version__], 1)
+        yield info
 
         phase = GaugeMetricFamily(
             "modelsync_model_phase",
@@ -158,6 +178,15 @@ class SampleCollector(Collector):
             s.verify_failures,
             names,
         )
+        stalls = CounterMetricFamily(
+            "modelsync_transfer_stalls_total",
+            "Transfers cut for staying below the speed floor (a file's body, or the hub's "
+            "answer about a revision) since start.",
+            labels=["kind"],
+        )
+        for kind in sorted(s.stalls):
+            stalls.add_metric([kind], s.stalls[kind])
+        yield stalls
         yield CounterMetricFamily(
             "modelsync_reconciles_total", "Reconcile passes since start.", value=s.passes
         )
@@ -200,11 +229,12 @@ class SampleCollector(Collector):
             )
 
 
-def registry(sample: Callable[[], Sample]) -> CollectorRegistry:
-    """A registry of the controller's own: its families and the process's (memory, CPU)."""
+def registry(sample: Callable[[], Sample], *, node: str = "") -> CollectorRegistry:
+    """A registry of the controller's own: its families and the process's (memory, CPU);
+    ``node`` is the name ``modelsync_controller_info`` gives the controller's node."""
     own = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=own)
-    own.register(SampleCollector(sample))
+    own.register(SampleCollector(sample, node=node))
     return own
 
 

@@ -88,6 +88,26 @@ def delete(
     return tuple(FileOutcome(f.path, ok=True) for f in action.files)
 
 
+def discard_quarantined(cache_dir: Path, action: Action) -> tuple[FileOutcome, ...]:
+    """Remove quarantined files (``action.files``, named by their blob name in ``etag``),
+    then the emptied ``.quarantine/`` and a repo folder left with nothing else.
+
+    No journal: these bytes are in no snapshot and nothing links them, so a kill between two
+    unlinks leaves a quarantine the next plan proposes again, and every step is idempotent.
+    """
+    folder = layout.repo_folder(cache_dir, action.repo)
+    for f in action.files:
+        layout.quarantine_path(cache_dir, action.repo, f.etag).unlink(missing_ok=True)
+    quarantine = folder / layout.QUARANTINE_DIR
+    with contextlib.suppress(OSError):
+        quarantine.rmdir()  # kept when something else is left in it
+    # remove_if_empty counts the quarantine as a marker, so files still in their grace
+    # period would go with the folder: only a folder whose quarantine is gone is judged.
+    if not quarantine.exists():
+        remove_if_empty(folder)
+    return tuple(FileOutcome(f.path, ok=True) for f in action.files)
+
+
 def _others_in(snapshot: Path, ours: set[Path]) -> bool:
     """Whether the snapshot holds an entry besides ``ours`` (another tool's file, or a link
     being written right now): then the snapshot, and the refs naming it, stay."""

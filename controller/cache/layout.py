@@ -14,9 +14,9 @@ import stat
 from datetime import datetime, timezone
 from pathlib import Path
 
-from controller.domain import CachedFile, CachedRepo, PartialFile
+from controller.domain import CachedFile, CachedRepo, PartialFile, QuarantinedFile
+from controller.domain.observed import QUARANTINE_DIR as QUARANTINE_DIR
 
-QUARANTINE_DIR = ".quarantine"
 MODEL_PREFIX = "models--"
 # The layout stores a tag like a branch (``refs/<name>``, what the client writes when asked
 # for either), so a repo folder served by ``reconcile serve`` may name its tags in this
@@ -167,6 +167,7 @@ def read_repo(cache_dir: Path, repo: str) -> CachedRepo:
         snapshots=_read_snapshots(folder),
         partials=_read_partials(folder / "blobs"),
         blobs=_read_blobs(folder / "blobs"),
+        quarantined=_read_quarantine(folder / QUARANTINE_DIR),
     )
 
 
@@ -217,41 +218,53 @@ def _read_snapshots(folder: Path) -> dict[str, dict[str, CachedFile]]:
 
 def _read_snapshot(commit_dir: Path, blobs_dir: Path) -> dict[str, CachedFile]:
     files: dict[str, CachedFile] = {}
+    root = str(commit_dir)
+    blobs = os.path.normpath(blobs_dir)
     # os.walk does not follow directory symlinks, so a planted link cannot widen the scan.
-    for dirpath, _dirs, names in os.walk(commit_dir):
+    # Strings rather than Path objects: a pass reads every file of every cached snapshot,
+    # and building Paths was most of the cost of observing a large cache.
+    for dirpath, _dirs, names in os.walk(root):
+        prefix = os.path.relpath(dirpath, root).replace(os.sep, "/") + "/"
+        if prefix == "./":
+            prefix = ""
         for name in names:
-            entry = Path(dirpath) / name
-            rel = entry.relative_to(commit_dir).as_posix()
-            files[rel] = _read_entry(rel, entry, blobs_dir)
+            files[prefix + name] = _read_entry(prefix + name, os.path.join(dirpath, name), blobs)
     return files
 
 
-def _read_entry(rel: str, entry: Path, blobs_dir: Path) -> CachedFile:
+def _read_entry(rel: str, entry: str, blobs_dir: str) -> CachedFile:
     blob = ""
-    if entry.is_symlink():
-        target = Path(os.path.normpath(entry.parent / os.readlink(entry)))
-        if target.parent != Path(os.path.normpath(blobs_dir)):
+    try:
+        target = os.readlink(entry)
+    except OSError:
+        target = None  # not a link (or gone): stat below tells
+    if target is not None:
+        resolved = os.path.normpath(os.path.join(os.path.dirname(entry), target))
+        if os.path.dirname(resolved) != blobs_dir:
             # A link that leaves the repo's blobs/ is not something huggingface_hub writes;
             # reading through it could report a file outside the cache as ours.
             return CachedFile(rel, blob="", size=-1)
-        blob = target.name
+        blob = os.path.basename(resolved)
     try:
-        st = entry.stat()
+        st = os.stat(entry)
     except OSError:
         return CachedFile(rel, blob=blob, size=-1)
     return CachedFile(rel, blob=blob, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
 
 
 def _read_partials(blobs_dir: Path) -> tuple[PartialFile, ...]:
-    if not blobs_dir.is_dir():
-        return ()
     partials = []
-    for path in sorted(blobs_dir.glob("*.incomplete")):
+    for entry in sorted(_entries(blobs_dir), key=lambda e: e.name):
+        # What glob("*.incomplete") matched: hidden names are not partials.
+        if entry.name.startswith(".") or not entry.name.endswith(".incomplete"):
+            continue
         try:
-            blob = path.name.split(".")[0]
+            blob = entry.name.split(".")[0]
             partials.append(
                 PartialFile(
-                    blob=blob, size=path.stat().st_size, resumable=path.name == f"{blob}.incomplete"
+                    blob=blob,
+                    size=entry.stat().st_size,
+                    resumable=entry.name == f"{blob}.incomplete",
                 )
             )
         except OSError:
@@ -260,16 +273,41 @@ def _read_partials(blobs_dir: Path) -> tuple[PartialFile, ...]:
 
 
 def _read_blobs(blobs_dir: Path) -> dict[str, int]:
-    if not blobs_dir.is_dir():
-        return {}
     blobs: dict[str, int] = {}
-    for path in blobs_dir.iterdir():
-        if path.name.endswith(".incomplete"):
+    for entry in _entries(blobs_dir):
+        if entry.name.endswith(".incomplete"):
             continue  # a download in progress, reported as a partial
         try:
-            st = path.stat()
+            st = entry.stat()
         except OSError:
             continue
         if stat.S_ISREG(st.st_mode):
-            blobs[path.name] = st.st_size
+            blobs[entry.name] = st.st_size
     return blobs
+
+
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    """The entries of ``directory`` (none when it is absent): scandir's entries carry their
+    names without a Path built per blob, which a read of a large cache pays for every file."""
+    try:
+        with os.scandir(directory) as found:
+            return list(found)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _read_quarantine(quarantine_dir: Path) -> tuple[QuarantinedFile, ...]:
+    """The damaged bytes moved aside, each with the time of its move (its mtime: the move
+    stamps it, see ``CacheWorkspace``), which retention's grace period counts from."""
+    if not quarantine_dir.is_dir():
+        return ()
+    found = []
+    for path in sorted(quarantine_dir.iterdir()):
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            since = datetime.fromtimestamp(st.st_mtime, tz=timezone.utc)
+            found.append(QuarantinedFile(path.name, st.st_size, since))
+    return tuple(found)

@@ -6,7 +6,8 @@
     reconcile --watch [-f PATH] [--offline] [--locked] [--host H] [--port P]
     reconcile lock     [-f PATH] [--upgrade [MODEL...]]
     reconcile validate [-f PATH]
-    reconcile status   [-f PATH | --status-file F] [--json]
+    reconcile status   [-f PATH | --status-file F | --from URL...] [--json]
+    reconcile wait     NAME... [-f PATH] [--timeout S]
     reconcile verify   [-f PATH] [MODEL...] [--full] [--json]
     reconcile request  NAME [-f PATH] [--wait [--timeout S]] [--json]
     reconcile use      NAME [-f PATH] [--generation-seconds S] [--json]
@@ -15,7 +16,7 @@
     reconcile adopt    NAME... [-f PATH] [--json]
     reconcile lease    NAME [-f PATH] [--ttl S] -- COMMAND [ARG...]
     reconcile schema
-    reconcile serve DIR [--host H] [--port P]
+    reconcile serve DIR [--host H] [--port P] [--upstream URL] [--max-bytes N]
 
 Every command also takes ``-v`` and ``--log-format text|json``.  An option given before a
 command's name means what it means after it; an option that the mode or command would not
@@ -38,6 +39,7 @@ from controller.cli.logs import LogFormat
 from controller.system.exits import ExitCode
 
 DEFAULT_MANIFESTS = "manifests"
+_TOKEN_ENV = "MODELSYNC_API_TOKEN"  # controller.api.discovery's, unimported: parsing stays quick
 SERVE_HOST, SERVE_PORT = "127.0.0.1", 8080
 _MODES = ("plan", "apply", "watch")
 
@@ -128,6 +130,27 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument(
         "--status-file", help="read this status file instead of the manifest's (not with -f)"
     )
+    st.add_argument(
+        "--from",
+        dest="sources",
+        action="append",
+        metavar="URL",
+        help="ask the running controller at URL (repeat for several): one table of node x "
+        f"model; the token comes from {_TOKEN_ENV}; exit 1 when one does not answer",
+    )
+    wait = sub.add_parser(
+        "wait",
+        help="wait until models are AVAILABLE (exit 0), one FAILED (1) or the timeout (2); "
+        "for init containers and scripts",
+    )
+    wait.add_argument("names", nargs="+", metavar="NAME", help="models declared in the manifests")
+    _manifest_arg(wait)
+    wait.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="S",
+        help="give up after S seconds (exit 2); 0 looks once; default: 3600 (an hour)",
+    )
     ver = sub.add_parser("verify", help="re-check files on disk against their checksums")
     _manifest_arg(ver)
     _output_args(ver)
@@ -216,6 +239,20 @@ def build_parser() -> argparse.ArgumentParser:
         command=True,
         default=None,
         help=f"the port (default: {SERVE_PORT})",
+    )
+    serve.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="a pull-through mirror: fetch what DIR lacks from this hub (the Hub, or another "
+        "mirror), verified, with the token in HF_TOKEN; gated and private repos are served only "
+        "to clients whose own token the upstream accepts",
+    )
+    serve.add_argument(
+        "--max-bytes",
+        type=_byte_count,
+        metavar="N",
+        help="with --upstream: keep DIR within N bytes, deleting the least recently served "
+        "files first",
     )
     for command in sub.choices.values():
         _logging_args(command)
@@ -396,6 +433,8 @@ def _command_problem(args: argparse.Namespace) -> str | None:
         return f"{_listed(unused)} {verb} not apply to `reconcile {args.command}`"
     if args.command == "status" and args.status_file is not None and args.path is not None:
         return "status: give -f or --status-file, not both (-f only locates the status file)"
+    if args.command == "status" and args.sources and (args.status_file or args.path):
+        return "status: --from asks controllers; give it without -f or --status-file"
     if args.command == "request" and args.timeout is not None and not args.wait:
         return "request: --timeout only applies to --wait"
     return None
@@ -432,7 +471,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         port = SERVE_PORT if args.port is None else args.port
         host = SERVE_HOST if args.host is None else args.host
-        return serve.run(args.directory, host, port, verbose=args.verbose)
+        return serve.run(
+            args.directory,
+            host,
+            port,
+            verbose=args.verbose,
+            upstream=args.upstream,
+            max_bytes=args.max_bytes,
+        )
     if args.command == "validate":
         from controller.cli.commands import validate
 
@@ -456,7 +502,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         from controller.cli.commands import status
 
+        if args.sources:
+            return status.run_fleet(args.sources, as_json=args.json)
         return status.run(args.path, args.status_file, as_json=args.json)
+    if args.command == "wait":
+        from controller.cli.commands import wait
+
+        return wait.run(args.path, args.names, timeout=args.timeout)
     if args.command == "lock":
         from controller.cli.commands import lock
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from controller.domain import Action, ActionKind, BudgetFit, Plan, Reason
-from controller.domain.status import StatusReport
+from controller.domain import Action, ActionKind, BudgetFit, Phase, Plan, Reason
+from controller.domain.status import ModelStatus, StatusReport
 from controller.domain.units import first_line, human_bytes, plural
 from controller.domain.usage import format_rate
 from controller.manifest.problems import Problem
@@ -17,7 +18,9 @@ from controller.planning import retention_view
 from reconcilers.base import ActionResult
 
 # 2.0: each of `errors` is an object (file, line, path, message), no longer a string.
-PLAN_FORMAT_VERSION = "2.0"
+# 2.1: `quarantined` (damaged bytes kept per repo), and deletions with reason
+# QuarantineExpired; a field added, none changed, so a 2.0 reader reads it as before.
+PLAN_FORMAT_VERSION = "2.1"
 
 _SYMBOL = {
     ActionKind.DOWNLOAD: "+",
@@ -52,6 +55,10 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         ],
         "unmanaged": [
             {"repo": u.repo, "bytes": u.bytes, "commits": list(u.commits)} for u in plan.unmanaged
+        ],
+        "quarantined": [
+            {"repo": q.repo, "files": q.files, "bytes": q.bytes, "expiring": q.expiring}
+            for q in plan.quarantined
         ],
         "warnings": list(plan.warnings),
         "errors": [_error_to_dict(message) for message in plan.errors],
@@ -182,6 +189,16 @@ def _retention_lines(plan: Plan) -> list[str]:
             f"  {u.repo}  {human_bytes(u.bytes)}  ({plural(len(u.commits), 'revision')})"
             for u in plan.unmanaged
         ]
+    if plan.quarantined:
+        lines += [
+            "",
+            "Quarantined (damaged bytes in no snapshot; deleted after retention.quarantine_grace):",
+        ]
+        lines += [
+            f"  {q.repo}  {plural(q.files, 'file')}, {human_bytes(q.bytes)}"
+            + (f"  ({q.expiring} due now)" if q.expiring else "")
+            for q in plan.quarantined
+        ]
     return lines
 
 
@@ -270,3 +287,137 @@ def status_to_text(report: StatusReport) -> str:
     if report.retention is not None:
         lines.extend(retention_view.to_lines(report.retention))
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the fleet
+
+
+@dataclass(frozen=True)
+class FleetMember:
+    """One controller asked by ``reconcile status --from``: its status, or why there is none."""
+
+    source: str  # the URL asked
+    report: StatusReport | None
+    error: str | None = None
+
+    @property
+    def node(self) -> str:
+        """The node's name as its controller gives it; the URL when it did not answer."""
+        return (self.report.node if self.report is not None else None) or self.source
+
+
+@dataclass(frozen=True)
+class FleetSummary:
+    models: tuple[str, ...]  # every model some node declares, in the order first seen
+    available_everywhere: tuple[str, ...]  # AVAILABLE on every node that answered and declares it
+    behind: tuple[str, ...]  # nodes that answered with a declared model not AVAILABLE
+    unreachable: tuple[str, ...]  # the sources that did not answer
+    bytes_to_fetch: int  # over every node that answered
+
+
+def summarize_fleet(members: Sequence[FleetMember]) -> FleetSummary:
+    answered = [m.report for m in members if m.report is not None]
+    names = tuple(dict.fromkeys(s.name for r in answered for s in r.models))
+    everywhere = tuple(
+        name
+        for name in names
+        if all(s.phase is Phase.AVAILABLE for r in answered for s in r.models if s.name == name)
+    )
+    behind = tuple(
+        m.node
+        for m in members
+        if m.report is not None and any(s.phase is not Phase.AVAILABLE for s in m.report.models)
+    )
+    return FleetSummary(
+        models=names,
+        available_everywhere=everywhere,
+        behind=behind,
+        unreachable=tuple(m.source for m in members if m.report is None),
+        bytes_to_fetch=sum(_to_fetch(s) for r in answered for s in r.models),
+    )
+
+
+def _to_fetch(model: ModelStatus) -> int:
+    """Bytes a node still has to fetch for ``model``: what its transfer has left, else what
+    the model lacks on disk (a damaged file counts whole: it is fetched again)."""
+    if model.phase is Phase.AVAILABLE:
+        return 0
+    if model.progress is not None:
+        return max(model.progress.bytes_total - model.progress.bytes_done, 0)
+    return max(model.expected_size - model.size_on_disk, 0)
+
+
+def fleet_to_dict(members: Sequence[FleetMember]) -> dict[str, Any]:
+    summary = summarize_fleet(members)
+    return {
+        "nodes": [
+            {
+                "node": m.node,
+                "source": m.source,
+                "reachable": m.report is not None,
+                "error": m.error,
+                "models": {}
+                if m.report is None
+                else {
+                    s.name: {
+                        "phase": s.phase.value,
+                        "message": s.message,
+                        "bytes_to_fetch": _to_fetch(s),
+                        "update_available": s.update_available,
+                    }
+                    for s in m.report.models
+                },
+            }
+            for m in members
+        ],
+        "summary": {
+            "nodes": len(members),
+            "models": list(summary.models),
+            "available_everywhere": list(summary.available_everywhere),
+            "nodes_behind": list(summary.behind),
+            "unreachable": list(summary.unreachable),
+            "bytes_to_fetch": summary.bytes_to_fetch,
+        },
+    }
+
+
+def fleet_to_text(members: Sequence[FleetMember]) -> str:
+    """One row per node, one column per model: each cell the model's phase there (with the
+    transfer's progress), ``-`` where the node does not declare it; then a summary line."""
+    summary = summarize_fleet(members)
+    rows = [("NODE", *summary.models, "NOTE")]
+    for m in members:
+        if m.report is None:
+            rows.append((m.node, *("?" for _ in summary.models), f"unreachable: {m.error}"))
+            continue
+        found = {s.name: s for s in m.report.models}
+        cells = (_fleet_cell(found.get(name)) for name in summary.models)
+        rows.append((m.node, *cells, "; ".join(first_line(e) for e in m.report.errors)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        ("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]).rstrip()
+        for r in rows
+    ]
+    return "\n".join([*lines, "", _fleet_line(summary, len(members))])
+
+
+def _fleet_cell(model: ModelStatus | None) -> str:
+    if model is None:
+        return "-"
+    if model.progress is not None and model.phase is not Phase.AVAILABLE:
+        return f"{model.phase.value} {model.progress.fraction:.0%}"
+    return model.phase.value
+
+
+def _fleet_line(summary: FleetSummary, nodes: int) -> str:
+    answered = nodes - len(summary.unreachable)
+    parts = [
+        f"{len(summary.available_everywhere)} of {plural(len(summary.models), 'model')} "
+        f"AVAILABLE on all {plural(answered, 'node')} that answered",
+        f"{plural(len(summary.behind), 'node')} behind"
+        + (f" ({', '.join(summary.behind)})" if summary.behind else ""),
+        f"{human_bytes(summary.bytes_to_fetch)} still to fetch",
+    ]
+    if summary.unreachable:
+        parts.append(f"{len(summary.unreachable)} of {nodes} unreachable")
+    return "; ".join(parts)

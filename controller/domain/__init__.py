@@ -41,19 +41,21 @@ from controller.domain.observed import (
     Observation,
     OwnedFile,
     PartialFile,
+    QuarantinedFile,
     RemoteFile,
     RemoteProblem,
     RemoteRevision,
     UsageStats,
     Verification,
 )
-from controller.domain.plan import Action, BudgetFit, Plan, Unmanaged, Withheld
+from controller.domain.plan import Action, BudgetFit, Plan, Quarantine, Unmanaged, Withheld
 
 __all__ = [
     "API_VERSION", "COMMIT_RE", "SHA256_RE", "TRANSFER_KINDS", "Action", "ActionKind",
     "BudgetFit", "CachedFile", "CachedRepo", "DeletionRecord", "DesiredModel", "DesiredState",
     "Disk", "Eviction", "FileWork", "HealthCheck", "Lease", "Observation", "OwnedFile",
-    "PartialFile", "Phase", "Plan", "Policy", "Priority", "Probe", "Reason", "RemoteFile",
-    "RemoteProblem", "RemoteRevision", "RetentionMode", "RetentionPolicy", "Unmanaged",
-    "UpdatePolicy", "UsageStats", "Verification", "Withheld", "is_commit",
+    "PartialFile", "Phase", "Plan", "Policy", "Priority", "Probe", "Quarantine",
+    "QuarantinedFile", "Reason", "RemoteFile", "RemoteProblem", "RemoteRevision",
+    "RetentionMode", "RetentionPolicy", "Unmanaged", "UpdatePolicy", "UsageStats",
+    "Verification", "Withheld", "is_commit",
 ]

@@ -57,6 +57,8 @@ class RetentionPolicy:
     mode: RetentionMode = RetentionMode.ENFORCE
     # How long an old revision outlives the move of the model's ref away from it.
     old_revision_grace: timedelta = timedelta(minutes=10)
+    # How long damaged bytes stay in .quarantine/ for whoever investigates them.
+    quarantine_grace: timedelta = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,7 @@ class DesiredState:
     status_file: str
     usage_window_days: int = 30  # usage history kept, and averaged over for uses per day
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    # The low-speed floor (bytes per second over a window of seconds; 0: off): files' bodies
+    # and the hub's answers about revisions slower than this are cut.
+    min_speed: int = 1000
+    min_speed_window: float = 30.0

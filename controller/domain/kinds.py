@@ -103,6 +103,7 @@ class Reason(str, Enum):
     NOT_REQUESTED = "NotRequested"  # on-demand model nobody asked for yet
     REQUESTED = "Requested"  # on-demand model requested, waiting for a reconcile to fetch it
     HUB_UNREACHABLE = "HubUnreachable"
+    MALFORMED_ANSWER = "MalformedAnswer"  # the hub's answer lacks or garbles a field
     REPO_NOT_FOUND = "RepoNotFound"
     REVISION_NOT_FOUND = "RevisionNotFound"
     ACCESS_DENIED = "AccessDenied"
@@ -129,3 +130,5 @@ class Reason(str, Enum):
     RECOMMEND_ONLY = "RecommendOnly"  # retention.mode is recommend: shown, never applied
     EVICTED = "Evicted"  # an on-demand model retention deleted; fetched again when requested
     DELETE_FAILED = "DeleteFailed"
+    # Damaged bytes moved to .quarantine/ a grace period ago (retention.quarantine_grace).
+    QUARANTINE_EXPIRED = "QuarantineExpired"

@@ -71,6 +71,20 @@ class PartialFile:
     resumable: bool = False  # modelsync's stable name; huggingface_hub's per-process ones are not
 
 
+# The folder of a repo's cache folder that damaged bytes are moved to: out of every
+# snapshot, where no application loads them, until retention deletes them.
+QUARANTINE_DIR = ".quarantine"
+
+
+@dataclass(frozen=True)
+class QuarantinedFile:
+    """Damaged bytes moved to the repo's ``.quarantine/``: out of every snapshot, still on disk."""
+
+    name: str  # its file name there (the blob name it had)
+    size: int
+    since: datetime  # when it was moved there (its mtime, set by the move)
+
+
 @dataclass(frozen=True)
 class CachedRepo:
     repo: str
@@ -83,6 +97,7 @@ class CachedRepo:
     # When each ref file was last written (its mtime): the moment a ref moved, which an old
     # revision's grace period counts from.
     ref_times: Mapping[str, datetime] = field(default_factory=dict)
+    quarantined: tuple[QuarantinedFile, ...] = ()
 
     def files_at(self, commit: str) -> Mapping[str, CachedFile]:
         return self.snapshots.get(commit, {})

@@ -43,6 +43,17 @@ class Unmanaged:
 
 
 @dataclass(frozen=True)
+class Quarantine:
+    """A repo's damaged bytes in ``.quarantine/`` as observed: on disk, in no snapshot, and
+    counted in the budget until retention deletes them (``QuarantineExpired``)."""
+
+    repo: str
+    files: int
+    bytes: int
+    expiring: int  # of ``files``, those whose grace period is over (this plan deletes them)
+
+
+@dataclass(frozen=True)
 class BudgetFit:
     """The disk budget against what modelsync keeps: now, plus transfers, minus deletions."""
 
@@ -71,6 +82,7 @@ class Plan:
     disk: Disk | None = None  # the cache filesystem as observed, for the fit check
     withheld: tuple[Withheld, ...] = ()
     unmanaged: tuple[Unmanaged, ...] = ()
+    quarantined: tuple[Quarantine, ...] = ()
     budget: BudgetFit | None = None
     retention_mode: RetentionMode = RetentionMode.ENFORCE
 

@@ -43,6 +43,14 @@ class UnmanagedStatus(BaseModel):
     commits: tuple[str, ...]
 
 
+class QuarantineStatus(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    repo: str
+    files: int = Field(description="damaged files moved to the repo's .quarantine/")
+    bytes: int = Field(description="their size on disk (counted in managed_bytes)")
+
+
 class RetentionStatus(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -58,6 +66,15 @@ class RetentionStatus(BaseModel):
     deletions: tuple[DeletionStatus, ...] = ()
     unmanaged: tuple[UnmanagedStatus, ...] = Field(
         default=(), description="other tools' models and revisions in the cache: never deleted"
+    )
+    quarantined_bytes: int = Field(
+        default=0,
+        description="damaged bytes kept in .quarantine/ folders (in no snapshot, still on disk) "
+        "until retention.quarantine_grace has passed",
+    )
+    quarantined_files: int = 0
+    quarantined: tuple[QuarantineStatus, ...] = Field(
+        default=(), description="the quarantined bytes, repo by repo"
     )
 
 
@@ -151,6 +168,11 @@ class StatusReport(BaseModel):
     models: tuple[ModelStatus, ...]
     errors: tuple[str, ...] = ()
     retention: RetentionStatus | None = None
+    node: str | None = Field(
+        default=None,
+        description="the node whose cache this is; set by a controller's API (the fleet view "
+        "names its rows by it), absent from the status file",
+    )
 
     def model(self, name: str) -> ModelStatus | None:
         return next((m for m in self.models if m.name == name), None)

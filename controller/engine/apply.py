@@ -1,7 +1,7 @@
-"""Apply: carry out a plan's actions through the reconcilers, model by model.
+"""Apply: carry out a plan's actions through the reconcilers, several models at a time.
 
 Apply takes only the plan (and the means to act); it never re-plans.  A model whose action
-fails is recorded as failed and the next model goes on.  A model's ref is pointed at its
+fails is recorded as failed and the other models go on.  A model's ref is pointed at its
 commit only after every one of its actions succeeded, so applications resolving the
 revision never land on a commit with missing or unverified files.  Its deletions come after
 that, and only then.  The revision a switch leaves behind is not among them: retention plans
@@ -12,7 +12,9 @@ application may have resolved a path in it just before the switch.
 from __future__ import annotations
 
 import logging
+import queue
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from controller.domain import Action, ActionKind, Phase, Plan, Reason
@@ -54,12 +56,16 @@ class PhaseChange:
 
 
 class ApplyRun:
-    """One apply of a plan, model by model.
+    """One apply of a plan, up to ``parallel`` models at a time.
 
     Iterating :meth:`phase_changes` carries the plan out and hands the caller each phase
     change as it happens (the pass writes the status from them); :attr:`outcome` is the
     result once the iteration has ended.  The caller drives, so apply never calls back into
     the pass that runs it.
+
+    Models start in plan order, which is priority order, so a higher priority starts first;
+    each model's promises hold whatever runs beside it, because each model's actions, ref
+    and deletions stay in one thread, in order.
     """
 
     def __init__(
@@ -68,13 +74,15 @@ class ApplyRun:
         workspace: Workspace,
         *,
         should_stop: Callable[[str], bool] | None = None,
+        parallel: int = 1,
     ) -> None:
-        """``should_stop(model)`` is asked before each model; a model whose work is stopped
+        """``should_stop(model)`` is asked as each model starts; a model whose work is stopped
         meanwhile (the workspace raises :class:`~controller.system.cancel.Cancelled`) keeps its
-        ref where it was and the next model goes on."""
+        ref where it was and the other models go on."""
         self._plan = plan
         self._workspace = workspace
         self._should_stop = should_stop
+        self._parallel = max(1, parallel)
         self._outcome: ApplyOutcome | None = None
 
     @property
@@ -84,29 +92,74 @@ class ApplyRun:
         return self._outcome
 
     def phase_changes(self) -> Iterator[PhaseChange]:
-        results: list[ActionResult] = []
+        grouped = _by_model(self._plan.actions)
+        done: dict[str, _ModelDone] = {}
         failures: dict[str, Failure] = {}
         in_progress: dict[str, Phase] = {}
-        stopped: list[str] = []
-        for model, actions in _by_model(self._plan.actions).items():
+        events: queue.Queue[_Started | _ModelDone] = queue.Queue()
+        with ThreadPoolExecutor(max_workers=min(self._parallel, max(1, len(grouped)))) as pool:
+            for model, actions in grouped.items():  # the pool's queue keeps this order
+                pool.submit(self._run_model, model, actions, events)
+            while len(done) < len(grouped):
+                event = _next(events)
+                if isinstance(event, _Started):
+                    in_progress[event.model] = event.phase
+                else:
+                    if event.error is not None:
+                        raise event.error
+                    done[event.model] = event
+                    if event.failure is not None:
+                        failures[event.model] = event.failure
+                    if in_progress.pop(event.model, None) is None and event.stopped_early:
+                        continue  # never started: nothing changed
+                yield PhaseChange(dict(in_progress), dict(failures))
+        results = [r for model in grouped for r in done[model].results]
+        stopped = tuple(m for m in grouped if done[m].stopped)
+        self._outcome = ApplyOutcome(tuple(results), failures, stopped)
+
+    def _run_model(
+        self, model: str, actions: list[Action], events: queue.Queue[_Started | _ModelDone]
+    ) -> None:
+        try:
             if self._should_stop is not None and self._should_stop(model):
-                stopped.append(model)
-                continue
+                events.put(_ModelDone(model, (), None, stopped=True, stopped_early=True))
+                return
             transient = _transfer_phase(actions)
             if transient is not None:
-                in_progress[model] = transient
-                yield PhaseChange(dict(in_progress), dict(failures))
+                events.put(_Started(model, transient))
             model_results, cancelled = _apply_one_model(actions, self._workspace)
-            results.extend(model_results)
-            failure = _failure(model_results)
             if cancelled:
                 log.info("%s: stopped at a safe point; partial files are kept", model)
-                stopped.append(model)
-            elif failure is not None:
-                failures[model] = failure
-            in_progress.pop(model, None)
-            yield PhaseChange(dict(in_progress), dict(failures))
-        self._outcome = ApplyOutcome(tuple(results), failures, tuple(stopped))
+            failure = None if cancelled else _failure(model_results)
+            events.put(_ModelDone(model, tuple(model_results), failure, stopped=cancelled))
+        except BaseException as e:  # handed to the iterating thread, which raises it
+            events.put(_ModelDone(model, (), None, stopped=False, error=e))
+
+
+@dataclass(frozen=True)
+class _Started:
+    model: str
+    phase: Phase
+
+
+@dataclass(frozen=True)
+class _ModelDone:
+    model: str
+    results: tuple[ActionResult, ...]
+    failure: Failure | None
+    stopped: bool
+    stopped_early: bool = False  # stopped before its work began
+    error: BaseException | None = None
+
+
+def _next(events: queue.Queue[_Started | _ModelDone]) -> _Started | _ModelDone:
+    # A bounded wait, so that a signal handler (Ctrl-C asks the pass to stop) runs promptly
+    # in this, the main, thread.
+    while True:
+        try:
+            return events.get(timeout=0.5)
+        except queue.Empty:
+            continue
 
 
 def apply_plan(

@@ -31,6 +31,7 @@ from controller.domain import (
 )
 from controller.domain.usage import derive, recent_start, window_start
 from controller.hub import revisions
+from controller.hub.watchdog import SpeedFloor
 from controller.store import StateStore, leases
 
 
@@ -206,9 +207,13 @@ def _resolve_all(
         )
         answers = [unasked for _ in wanted]
     else:
+        floor = SpeedFloor(desired.min_speed, desired.min_speed_window)
         with ThreadPoolExecutor(max_workers=min(8, max(1, len(wanted)))) as pool:
             answers = list(
-                pool.map(lambda m: revisions.resolve(m.repo, m.revision, desired.endpoint), wanted)
+                pool.map(
+                    lambda m: revisions.resolve(m.repo, m.revision, desired.endpoint, floor),
+                    wanted,
+                )
             )
     remote: dict[str, RemoteRevision | RemoteProblem] = {}
     for model, answer in zip(wanted, answers, strict=True):

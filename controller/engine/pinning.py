@@ -22,6 +22,7 @@ from pathlib import Path
 from controller.domain import DesiredState, RemoteProblem, RemoteRevision
 from controller.domain.units import human_bytes, plural
 from controller.hub import revisions
+from controller.hub.watchdog import SpeedFloor
 from controller.manifest import lockfile
 from controller.manifest.loading import LockFiles, models_by_file
 from controller.manifest.lockfile import LockedModel, LockFile, LockStep, Resolve
@@ -92,7 +93,8 @@ def pin(
         for path, models in models_by_file(manifests, desired)
     }
     asked_at = clock()
-    answers = _resolve([s for file_steps in steps.values() for s in file_steps], desired.endpoint)
+    floor = SpeedFloor(desired.min_speed, desired.min_speed_window)
+    answers = _resolve([s for file_steps in steps.values() for s in file_steps], desired, floor)
     _remember(desired, [s for file_steps in steps.values() for s in file_steps], answers, asked_at)
     errors: list[str] = []
     rendered: list[tuple[str, str, tuple[str, ...]]] = []  # (lock file, text, summary lines)
@@ -127,14 +129,16 @@ def _write(path: str, text: str, summary: tuple[str, ...]) -> LockFileResult:
 
 
 def _resolve(
-    steps: list[LockStep], endpoint: str
+    steps: list[LockStep], desired: DesiredState, floor: SpeedFloor
 ) -> dict[tuple[str, str], RemoteRevision | RemoteProblem]:
     """Ask the hub once per (repo, revision or commit) that a step needs."""
     targets = sorted({t for s in steps if (t := _target(s)) is not None})
     if not targets:
         return {}
     with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
-        answers = list(pool.map(lambda t: revisions.resolve(t[0], t[1], endpoint), targets))
+        answers = list(
+            pool.map(lambda t: revisions.resolve(t[0], t[1], desired.endpoint, floor), targets)
+        )
     return dict(zip(targets, answers, strict=True))
 
 

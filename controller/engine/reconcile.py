@@ -5,8 +5,8 @@ files) and hands the result here.  :func:`reconcile` then runs each stage once, 
 
 1. **observe** the cache, the state store, the disk and (unless offline or pinned) the hub;
 2. **plan** (pure), and hand the plan to the caller before anything changes;
-3. **apply** the plan model by model, writing the status at every phase change -- a model
-   whose work ended is re-read alone, so its status says AVAILABLE at once;
+3. **apply** the plan, writing the status at most once a second meanwhile -- a model whose
+   work ended is re-read alone, so its status says AVAILABLE within that second;
 4. **observe** once more and **write the status** from what is on disk now.
 
 ``reconcile --plan`` is stages 1 and 2 (:func:`plan_here`), or, for another machine, stage 2
@@ -18,10 +18,12 @@ cannot drift apart.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controller.domain import (
     DesiredState,
@@ -41,7 +43,6 @@ from controller.engine import adoption, status_file
 from controller.engine.apply import ApplyOutcome, ApplyRun, PhaseChange
 from controller.engine.observe import observe, observe_models
 from controller.engine.progress import ProgressTracker
-from controller.engine.workspace import CacheWorkspace
 from controller.hub.watchdog import SpeedFloor
 from controller.manifest.loading import RELOCK, Loaded
 from controller.planning import planner, retention_view, status
@@ -50,10 +51,16 @@ from controller.store import StateStore
 from controller.system.cancel import StopSignal
 from controller.system.clock import utcnow
 
+if TYPE_CHECKING:
+    from controller.engine.workspace import CacheWorkspace
+
 Clock = Callable[[], datetime]
 
-# During transfers the status file is rewritten at most this often with their progress.
-STATUS_PROGRESS_SECONDS = 2.0
+# During a pass the status file is rewritten at most this often: with the phases of the
+# models at work and the progress of their transfers.
+STATUS_WRITE_SECONDS = 1.0
+# ... or less often, so that writing the status takes at most 1/this of a pass.
+_STATUS_COST_FACTOR = 10.0
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,9 @@ def reconcile(
         )
 
         assessments = planner.assess_all(desired, observed)
-        the_plan = _plan(loaded, observed, clock(), assessments=assessments, budget=budget)
+        planned = the_plan = _plan(
+            loaded, observed, clock(), assessments=assessments, budget=budget
+        )
         if hooks.held:
             kept = tuple(a for a in the_plan.actions if a.model not in hooks.held)
             the_plan = replace(the_plan, actions=kept)
@@ -184,13 +193,22 @@ def reconcile(
 
         pass_status = _PassStatus(loaded, store, observed, assessments, the_plan, hooks, clock)
         workspace = _workspace(loaded, store, hooks, offline=offline, clock=clock)
-        outcome = _apply(the_plan, workspace, pass_status, hooks)
+        try:
+            outcome = _apply(the_plan, workspace, pass_status, hooks)
+        finally:
+            workspace.close()
 
         # Re-read the disk rather than trusting the results: the status describes what is
-        # there, including anything another process changed meanwhile.
-        after = observe(desired, now=clock(), store=store, remote=observed.remote)
-        settled = _record_settled(store, desired, after, clock())
-        report = _final_status(loaded, after, settled, the_plan, outcome, hooks, budget, clock)
+        # there, including anything another process changed meanwhile.  A pass that applied
+        # nothing has just read it: a second whole-cache read would double a no-op's cost.
+        if outcome.results or outcome.stopped:
+            after = observe(desired, now=clock(), store=store, remote=observed.remote)
+            settled = _record_settled(store, desired, after, clock())
+            remaining = planner.plan(desired, after, clock(), assessments=settled, budget=budget)
+        else:  # and the plan made from that read is what is left to do
+            after, settled, remaining = observed, assessments, planned
+            _record_settled(store, desired, after, clock(), settled)
+        report = _final_status(loaded, after, settled, remaining, the_plan, outcome, hooks, clock)
         pass_status.write_final(report)
     return Reconciled(the_plan, outcome, report)
 
@@ -215,6 +233,10 @@ def _with(plan: Plan, *, warnings: tuple[str, ...] = (), errors: tuple[str, ...]
 def _workspace(
     loaded: Loaded, store: StateStore, hooks: PassHooks, *, offline: bool, clock: Clock
 ) -> CacheWorkspace:
+    # Imported here: the workspace brings the transfer and its HTTP client, which
+    # ``--plan`` and ``verify`` never use, and importing them was a tenth of their start-up.
+    from controller.engine.workspace import CacheWorkspace
+
     settings = loaded.manifests.downloads
     return CacheWorkspace(
         cache_dir=loaded.desired.cache_dir,
@@ -222,6 +244,7 @@ def _workspace(
         store=store,
         clock=clock,
         concurrency=settings.concurrency,
+        connections_per_file=settings.connections_per_file,
         max_bandwidth=settings.max_bandwidth_bytes,
         speed_floor=SpeedFloor(settings.min_speed_bytes, settings.min_speed_seconds),
         stop=hooks.stop,
@@ -237,9 +260,12 @@ def _apply(
         the_plan,
         workspace,
         should_stop=hooks.stop.stopped if hooks.stop is not None else None,
+        # Independent models side by side: many small models are bound by round trips, not
+        # bytes.  The workspace's file pool keeps their transfers within the budget.
+        parallel=workspace.concurrency,
     )
     unlisten = (
-        hooks.progress.listen(pass_status.progress_moved, every=STATUS_PROGRESS_SECONDS)
+        hooks.progress.listen(pass_status.progress_moved, every=STATUS_WRITE_SECONDS)
         if hooks.progress is not None
         else None
     )
@@ -249,15 +275,21 @@ def _apply(
     finally:
         if unlisten is not None:
             unlisten()
+        pass_status.close()
     return run.outcome
 
 
 def _record_settled(
-    store: StateStore, desired: DesiredState, after: Observation, now: datetime
+    store: StateStore,
+    desired: DesiredState,
+    after: Observation,
+    now: datetime,
+    assessed: tuple[Assessment, ...] | None = None,
 ) -> tuple[Assessment, ...]:
-    """Each model as the final observation shows it, after recording what that settles:
-    requests fulfilled, and ownership of models declared with ``adopt: true``."""
-    settled = planner.assess_all(desired, after)
+    """Each model as the final observation shows it (``assessed``, when the caller has it),
+    after recording what that settles: requests fulfilled, and ownership of models declared
+    with ``adopt: true``."""
+    settled = assessed if assessed is not None else planner.assess_all(desired, after)
     for a in settled:
         if a.requested and a.complete:
             store.clear_request(a.model.name)  # fulfilled: present and verified
@@ -270,15 +302,14 @@ def _final_status(
     loaded: Loaded,
     after: Observation,
     settled: tuple[Assessment, ...],
+    remaining: Plan,
     the_plan: Plan,
     outcome: ApplyOutcome,
     hooks: PassHooks,
-    budget: Budget | None,
     clock: Clock,
 ) -> StatusReport:
+    """``remaining``: what is left to do, for the queue positions and retention reported."""
     desired = loaded.desired
-    # What is left to do, for the queue positions and retention the status reports.
-    remaining = planner.plan(desired, after, clock(), assessments=settled, budget=budget)
     return status.derive(
         settled,
         generation=desired.generation,
@@ -293,8 +324,15 @@ def _final_status(
 
 
 class _PassStatus:
-    """The status file while a pass applies its plan: rewritten at every phase change, and
-    every few seconds with the progress of transfers."""
+    """The status file while a pass applies its plan: rewritten at most every
+    :data:`STATUS_WRITE_SECONDS` (less often for a status so large that writing it takes
+    more than a tenth of that), whatever the number of phase changes.
+
+    A pass over N models changes phase 2N times, and each write holds every model: writing at
+    each change made a pass quadratic in bytes written.  A change arriving within the
+    interval marks the status stale instead, and a timer writes it when the interval ends, so
+    a phase still shows within about a second; the pass's end writes the final status.
+    """
 
     def __init__(
         self,
@@ -318,31 +356,71 @@ class _PassStatus:
         self._queue = list(planner.queue(the_plan))
         self._retention = retention_view.from_plan(the_plan)  # the plan is fixed for the pass
         self._phases = PhaseChange({}, {})
-        # Apply's thread (phase changes) and download threads (progress) both write the
-        # status; one lock orders them, and each write derives from the latest phases.
+        self._ended: set[str] = set()  # models whose work ended since the last write
+        self._stale = False
+        self._written_at = float("-inf")
+        self._interval = STATUS_WRITE_SECONDS
+        # Apply's thread (phase changes), download threads (progress) and the timer all
+        # touch the status; one lock orders them, and each write derives from the latest.
         self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._timer = threading.Thread(target=self._write_when_stale, daemon=True)
+        self._timer.start()
 
     def phases_changed(self, change: PhaseChange) -> None:
         with self._lock:
-            ended = set(self._phases.in_progress) - set(change.in_progress)
-            if ended:
-                self._reread(ended)
+            self._ended |= set(self._phases.in_progress) - set(change.in_progress)
             self._phases = change
-            self._write(self._derive())
+            self._stale = True
+            if time.monotonic() - self._written_at >= self._interval:
+                self._flush()
 
     def progress_moved(self, _: Snapshot) -> None:
         with self._lock:
-            self._write(self._derive())
+            self._stale = True
 
     def write_final(self, report: StatusReport) -> None:
+        self.close()
         with self._lock:
             if self._hooks.progress is not None:
                 self._hooks.progress.retain(())
             self._write(report)
 
+    def close(self) -> None:
+        """Stop the timer; the caller writes the final status."""
+        self._closed.set()
+        if self._timer is not threading.current_thread():
+            self._timer.join()
+
+    def _write_when_stale(self) -> None:
+        wait = self._interval
+        while not self._closed.wait(wait):
+            with self._lock:
+                since = time.monotonic() - self._written_at
+                if self._stale and since >= self._interval and not self._closed.is_set():
+                    self._flush()
+                    since = 0.0
+                # Until the next write may happen; a change made meanwhile waits for it.
+                wait = self._interval - since if since < self._interval else self._interval
+
+    def _flush(self) -> None:
+        started = time.monotonic()
+        if self._ended:
+            self._reread(self._ended)
+            self._ended = set()
+        self._write(self._derive())
+        self._stale = False
+        self._written_at = time.monotonic()
+        # A status of thousands of models takes a good part of a second to write: writing
+        # it every second would spend the pass on it.  At most a tenth of the time goes
+        # to the status.
+        cost = self._written_at - started
+        self._interval = max(STATUS_WRITE_SECONDS, _STATUS_COST_FACTOR * cost)
+
     def _reread(self, names: set[str]) -> None:
-        """Assess the models whose work ended from their own repos and records alone: once
-        per model, a whole-cache read would make a pass quadratic in the number of models."""
+        """Assess the models whose work ended from their own repos and records alone, all
+        those of one interval together: a whole-cache read per model would make a pass
+        quadratic in the number of models."""
         desired = self._desired
         chosen = replace(desired, models=tuple(m for m in desired.models if m.name in names))
         fresh = observe_models(

@@ -20,6 +20,8 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def to_dict(report: StatusReport) -> dict[str, Any]:
     data: dict[str, Any] = report.model_dump(mode="json", by_alias=True)
+    if data.get("node") is None:
+        del data["node"]  # only a controller's API names the node; the file stays as it was
     return data
 
 
@@ -46,7 +48,8 @@ def read(path: str | Path) -> StatusReport:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise UnreadableStatus(f"not valid YAML{where}: {e.problem}") from None
     except yaml.YAMLError as e:
-        raise UnreadableStatus(f"not valid YAML: {e}") from None
+        # The reader's own errors (a control character) span lines: the message is one line.
+        raise UnreadableStatus(f"not valid YAML: {' '.join(str(e).split())}") from None
     except pydantic.ValidationError as e:
         first = e.errors()[0]
         at = ".".join(str(part) for part in first["loc"]) or "the document"

@@ -11,17 +11,18 @@ that no application loads it, and the failure is reported with the file's name.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from controller.cache import deletion, layout
+from controller.cache import deletion, layout, tags
 from controller.cache.inspection import inspect
 from controller.domain import Action, FileWork, Reason, Verification, is_commit
 from controller.engine.progress import ProgressTracker
-from controller.hub import revisions, transfer
+from controller.hub import connections, revisions, transfer
 from controller.hub.transfer import RetryPolicy, TokenBucket
 from controller.hub.watchdog import DEFAULT_FLOOR, SpeedFloor
 from controller.store import DownloadOutcome, StateStore, leases
@@ -41,6 +42,7 @@ class CacheWorkspace:
         store: StateStore,
         clock: Clock,
         concurrency: int = 8,
+        connections_per_file: int = 1,
         max_bandwidth: int | None = None,
         retry: RetryPolicy = transfer.DEFAULT_RETRY,
         speed_floor: SpeedFloor = DEFAULT_FLOOR,
@@ -57,6 +59,17 @@ class CacheWorkspace:
         self.store = store
         self.clock = clock
         self.concurrency = max(1, concurrency)
+        self._files_pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        # One fetch per blob per pass: models that share a blob (two revisions of one repo)
+        # take turns on it, and a blob fetched and verified in this pass is neither fetched
+        # nor moved aside again when another model's plan, made before, calls it damaged.
+        # Re-entrant: a fetch that finds its blob cached checks it, and may quarantine it.
+        self._blob_guards: dict[tuple[str, str], threading.RLock] = {}
+        self._fresh: set[tuple[str, str]] = set()
+        self.connections_per_file = connections_per_file
+        # The process's connections: files at once, and the extra ranges of large files.
+        connections.SHARED.resize(self.concurrency)
         self.retry = retry
         self.speed_floor = speed_floor
         self.limiter = TokenBucket(max_bandwidth) if max_bandwidth else None
@@ -94,6 +107,7 @@ class CacheWorkspace:
         # The ref is rewritten atomically: an application resolving the revision sees the
         # old commit or the new one, never a missing or half-written ref.
         atomic_write_text(ref, action.commit)
+        self._record_tag(action)
 
     def delete(self, action: Action) -> tuple[FileOutcome, ...]:
         return deletion.delete(
@@ -103,6 +117,18 @@ class CacheWorkspace:
             clock=self.clock,
             is_live=lambda lease: leases.is_live(lease, self.clock()),
         )
+
+    def discard_quarantined(self, action: Action) -> tuple[FileOutcome, ...]:
+        return deletion.discard_quarantined(self.cache_dir, action)
+
+    def _record_tag(self, action: Action) -> None:
+        """Note whether the revision is a tag, as the hub says, for ``reconcile serve`` of
+        this cache to answer as the hub does; offline, the last record stands."""
+        if self.offline:
+            return
+        answer = revisions.is_tag(action.repo, action.revision, self.endpoint)
+        if answer is not None:
+            tags.record(self.cache_dir, action.repo, action.revision, is_tag=answer)
 
     def _switch_held(self, action: Action) -> bool:
         """A lease taken after planning still keeps the served commit: the files stay and
@@ -115,14 +141,43 @@ class CacheWorkspace:
     def _each(
         self, files: Sequence[FileWork], work: Callable[[FileWork], FileOutcome]
     ) -> tuple[FileOutcome, ...]:
-        if len(files) <= 1:
-            return tuple(work(f) for f in files)
-        # Threads suffice: downloads wait on sockets and hashlib releases the GIL on the
-        # large buffers it is fed, so several files hash on several cores at once.
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(files))) as pool:
-            return tuple(pool.map(work, files))
+        if not files:
+            return ()
+        # One pool for the whole workspace, not one per model: models applied side by side
+        # share its ``concurrency`` workers, so the transfers of a pass stay within the
+        # connection budget however many models run, and its queue serves files in the
+        # order models asked, which is priority order.  Threads suffice: downloads wait on
+        # sockets and hashlib releases the GIL on the large buffers it is fed.
+        return tuple(self._pool().map(work, files))
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._files_pool is None:
+                self._files_pool = ThreadPoolExecutor(
+                    max_workers=self.concurrency, thread_name_prefix="modelsync-file"
+                )
+            return self._files_pool
+
+    def close(self) -> None:
+        """End the workspace's file workers once the apply is over (idempotent)."""
+        with self._pool_lock:
+            pool, self._files_pool = self._files_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _fetch_one(self, action: Action, f: FileWork) -> FileOutcome:
+        # A second model asking for a blob under way waits for it, then only links it.
+        with self._guard(action.repo, f.etag):
+            outcome = self._fetch_unguarded(action, f)
+            if outcome.ok:
+                self._fresh.add((action.repo, f.etag))
+        return outcome
+
+    def _guard(self, repo: str, etag: str) -> threading.RLock:
+        with self._pool_lock:
+            return self._blob_guards.setdefault((repo, etag), threading.RLock())
+
+    def _fetch_unguarded(self, action: Action, f: FileWork) -> FileOutcome:
         started, t0 = self.clock(), time.monotonic()
         ref = transfer.FileRef(action.repo, f.path, action.commit, etag=f.etag, size=f.size)
         try:
@@ -136,6 +191,7 @@ class CacheWorkspace:
                 stop=self.stop.for_model(action.model) if self.stop else None,
                 offline=self.offline,
                 speed_floor=self.speed_floor,
+                connections_per_file=self.connections_per_file,
             )
         except revisions.HubError as e:
             corrupt = e.reason in (Reason.CHECKSUM_MISMATCH, Reason.SIZE_MISMATCH)
@@ -223,16 +279,26 @@ class CacheWorkspace:
         being deleted: the bytes stay available to whoever investigates.  The snapshot link
         goes too, or huggingface_hub would return the damaged file without any request.
         """
+        with self._guard(repo, f.etag):
+            self._quarantine_unguarded(repo, commit, f)
+
+    def _quarantine_unguarded(self, repo: str, commit: str, f: FileWork) -> None:
         snapshot = layout.snapshot_path(self.cache_dir, repo, commit, f.path)
         blob = snapshot.resolve() if snapshot.is_symlink() else snapshot
         blobs_dir = layout.blob_path(self.cache_dir, repo, f.etag).parent.resolve()
         # Only the blob named for this file's content is moved: when the link points at some
         # other blob (another file's, still linked from other snapshots), unlinking is enough.
         ours = blob.parent == blobs_dir and blob.name == f.etag
+        if ours and (repo, f.etag) in self._fresh:
+            return  # fetched and verified in this pass, for another model: the link is good
         if blob.exists() and (ours or blob == snapshot):
             target = layout.quarantine_path(self.cache_dir, repo, blob.name)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(blob, target)
+            # A rename keeps the blob's mtime (when it was written); retention's grace period
+            # counts from the move, so the move is what the mtime says from now on.
+            moved = self.clock().timestamp()
+            os.utime(target, (moved, moved))
         if snapshot.is_symlink():
             snapshot.unlink()
         self.store.forget_verification(repo, f.etag)

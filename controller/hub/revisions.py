@@ -12,14 +12,20 @@ huggingface_hub reads ``HF_ENDPOINT`` and friends once, at import time, so
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
 import time
-from typing import Any
+from urllib.parse import quote
 
-from controller.cache.layout import UnsafePathError, check_relative
-from controller.domain import Reason, RemoteFile, RemoteProblem, RemoteRevision, is_commit
+from controller.cache.layout import UnsafePathError
+from controller.domain import Reason, RemoteProblem, RemoteRevision
+from controller.hub.answers import MalformedAnswer, parse_revision
+
+# Re-exported: transfers and the engine have always caught it from here.
+from controller.hub.errors import HubError as HubError
+from controller.hub.watchdog import DEFAULT_FLOOR, SpeedFloor, Transfer, Watchdog
 
 # hub metadata calls have no timeout by default (HF_HUB_FACTS §1.2); a stalled mirror must
 # not hang a reconcile.
@@ -27,20 +33,6 @@ METADATA_TIMEOUT_S = 30.0
 RESOLVE_RETRY_DELAYS_S = (0.25, 0.75)
 
 _TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{8,}")
-
-
-class HubError(Exception):
-    """``transient``: the same request may succeed later; ``retry_after``: the seconds the
-    server asked us to wait first, when it said."""
-
-    def __init__(
-        self, reason: Reason, message: str, *, transient: bool, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.transient = transient
-        self.retry_after = retry_after
 
 
 def configure(endpoint: str) -> None:
@@ -62,58 +54,106 @@ def redact(text: str) -> str:
     return _TOKEN_RE.sub("hf_***", text)
 
 
-def resolve(repo: str, revision: str, endpoint: str) -> RemoteRevision | RemoteProblem:
+def resolve(
+    repo: str, revision: str, endpoint: str, speed_floor: SpeedFloor = DEFAULT_FLOOR
+) -> RemoteRevision | RemoteProblem:
     """What ``repo@revision`` contains, or why the hub could not say.
 
     huggingface_hub does not retry ``model_info`` at all (HF_HUB_FACTS §1.2), so a single
     reset connection or 503 would leave the model unknown for this pass: transient failures
     get a few quick, jittered retries.  Longer outages are the controller's backoff's job.
+    An answer slower than ``speed_floor`` is cut like a file's body is.
     """
-    answer, transient = _resolve_once(repo, revision, endpoint)
+    answer, transient = _resolve_once(repo, revision, endpoint, speed_floor)
     for delay in RESOLVE_RETRY_DELAYS_S:
         if not transient:
             break
         time.sleep(delay * (0.5 + random.random()))
-        answer, transient = _resolve_once(repo, revision, endpoint)
+        answer, transient = _resolve_once(repo, revision, endpoint, speed_floor)
     return answer
 
 
 def _resolve_once(
-    repo: str, revision: str, endpoint: str
+    repo: str, revision: str, endpoint: str, speed_floor: SpeedFloor
 ) -> tuple[RemoteRevision | RemoteProblem, bool]:
     """The answer, and whether asking again might change it."""
-    from huggingface_hub import HfApi
-
     try:
-        info = HfApi(endpoint=endpoint).model_info(
-            repo, revision=revision, files_metadata=True, timeout=METADATA_TIMEOUT_S
-        )
-        files = tuple(_remote_file(s) for s in info.siblings or ())
+        document = _revision_document(repo, revision, endpoint, speed_floor)
+        return parse_revision(repo, revision, document), False
     except UnsafePathError as e:
         problem = RemoteProblem(Reason.UNSAFE_PATH, f"the hub listed an {e}; refusing the revision")
         return problem, False
+    except MalformedAnswer as e:
+        message = f"{endpoint} answered about {repo}@{revision} with malformed JSON: {e}"
+        return RemoteProblem(Reason.MALFORMED_ANSWER, redact(message)), False
+    except HubError as e:
+        return RemoteProblem(e.reason, e.message), e.transient
     except Exception as e:  # every failure becomes a recorded problem, never a crash
         err = to_hub_error(e, repo=repo, revision=revision, endpoint=endpoint)
         return RemoteProblem(err.reason, err.message), err.transient
-    if not info.sha or not is_commit(info.sha):
-        # The commit names a directory of the cache: only a plain 40-hex id is accepted.
-        problem = RemoteProblem(
-            Reason.HUB_UNREACHABLE,
-            f"{endpoint} did not give a commit id for {repo}@{revision} (got {info.sha!r:.60})",
+
+
+def _revision_document(repo: str, revision: str, endpoint: str, floor: SpeedFloor) -> object:
+    """The decoded JSON of ``model_info(files_metadata=True)``'s request.
+
+    The same request ``HfApi.model_info`` sends, on its session and with its headers, but
+    read as a stream: ``model_info`` reads the whole body in one call, which no watchdog
+    can judge while it trickles in.
+    """
+    import httpx2
+    from huggingface_hub import get_session, hf_raise_for_status
+
+    # Public (documented) but re-exported lazily, which mypy cannot follow.
+    from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
+
+    url = f"{endpoint}/api/models/{repo}/revision/{quote(revision, safe='')}"
+    watchdog = Watchdog(floor, f"{repo}@{revision}: the hub's answer", kind=Transfer.REVISION)
+    # A connection silent for a whole watchdog window is as good as a trickle.
+    read = min(METADATA_TIMEOUT_S, floor.window) if floor.enabled else METADATA_TIMEOUT_S
+    timeout = httpx2.Timeout(METADATA_TIMEOUT_S, read=read)
+    body = bytearray()
+    try:
+        with get_session().stream(
+            "GET", url, params={"blobs": True}, headers=build_hf_headers(), timeout=timeout
+        ) as response:
+            if response.status_code >= 400:
+                response.read()  # an error's body carries the hub's reason for it
+                hf_raise_for_status(response)
+            for chunk in response.iter_bytes():
+                body += chunk
+                watchdog.passed(len(chunk))
+    except httpx2.ReadTimeout:
+        if not floor.enabled:
+            raise
+        raise watchdog.silent(read) from None
+    try:
+        return json.loads(body)
+    except ValueError as e:
+        raise MalformedAnswer(f"not JSON ({e})") from None
+
+
+def is_tag(repo: str, name: str, endpoint: str) -> bool | None:
+    """Whether the hub lists ``name`` among ``repo``'s tags (False: among its branches or
+    nowhere), or None when it cannot say.
+
+    The answer about a revision does not tell a tag from a branch; the refs listing does.
+    """
+    from huggingface_hub import get_session, hf_raise_for_status
+
+    # Public (documented) but re-exported lazily, which mypy cannot follow.
+    from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
+
+    try:
+        response = get_session().get(
+            f"{endpoint}/api/models/{repo}/refs",
+            headers=build_hf_headers(),
+            timeout=METADATA_TIMEOUT_S,
         )
-        return problem, False
-    return RemoteRevision(repo=repo, revision=revision, commit=info.sha, files=files), False
-
-
-def _remote_file(sibling: Any) -> RemoteFile:
-    check_relative(sibling.rfilename)
-    lfs = sibling.lfs
-    return RemoteFile(
-        path=sibling.rfilename,
-        size=int(sibling.size if sibling.size is not None else (lfs.size if lfs else 0)),
-        blob_id=sibling.blob_id or "",
-        sha256=lfs.sha256 if lfs else None,
-    )
+        hf_raise_for_status(response)
+        tags = response.json().get("tags")
+        return any(isinstance(t, dict) and t.get("name") == name for t in tags)
+    except Exception:  # the record is a courtesy to mirrors; no model fails for it
+        return None
 
 
 def to_hub_error(

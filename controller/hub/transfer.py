@@ -8,8 +8,9 @@ session, its headers, so endpoint, auth and user agent are exactly hf's) and cha
 things:
 
 * the partial file has a **stable** name, ``blobs/<etag>.incomplete``, next to a small
-  sidecar ``blobs/<etag>.incomplete.json`` saying what it is a prefix of; the next process
-  finds both and continues with ``Range: bytes=<size>-``;
+  sidecar ``blobs/<etag>.incomplete.json`` saying what it is part of and what it holds
+  (:mod:`controller.hub.partial`); the next process finds both and continues with a
+  ``Range`` -- a large file as several ranges at once (:mod:`controller.hub.ranged`);
 * every byte is hashed on its way to disk (the prefix of a resumed partial is hashed once,
   on open), and the blob is published only if size and digest match its etag -- so the
   caller gets a verified digest without reading the file a second time;
@@ -26,31 +27,38 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import errno
-import json
+import logging
 import os
-import random
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx2
 
 from controller.cache import layout, partial_claim
 from controller.cache.blob_lock import blob_lock
-from controller.cache.hashing import BlobHasher, HashKind, feed_from
+from controller.cache.hashing import HashKind
 from controller.domain import Reason
-from controller.domain.units import human_bytes
-from controller.hub import revisions, wire
+from controller.hub import ranged, revisions, wire
+from controller.hub.connections import SHARED, ConnectionBudget
+from controller.hub.partial import Partial
+from controller.hub.ranged import RangedDownload, RangeSource, RangesRefused
+from controller.hub.ranges import content_range
+from controller.hub.retry import DEFAULT_RETRY, Attempts, RetryPolicy
 from controller.hub.revisions import HubError
+from controller.hub.sidecar import Sidecar
 from controller.hub.watchdog import DEFAULT_FLOOR, SpeedFloor, Watchdog
-from controller.system.atomic import atomic_symlink, atomic_write_text, fsync_dir
+from controller.system.atomic import atomic_symlink
 from controller.system.cancel import ModelStop
 from controller.system.clock import utcnow
+
+__all__ = ["DEFAULT_RETRY", "Fetched", "FileRef", "RetryPolicy", "Timeouts", "TokenBucket", "fetch"]
+
+log = logging.getLogger("modelsync.transfer")
 
 # The most one read takes from the socket into a connection's reused buffer, and so the most
 # written and hashed at once: each byte is copied from the kernel, then hashed and copied to
@@ -59,18 +67,12 @@ from controller.system.clock import utcnow
 # is far above the size where hashlib releases the GIL, and is the most a kill can leave
 # in flight beyond what is on disk.
 CHUNK_SIZE = 256 * 1024
-# Every write goes straight to the kernel (no user-space buffer), so a kill -9 loses nothing
-# that was written; fsync bounds what a power loss can take.
-FSYNC_EVERY = 64 * 1024 * 1024
 # Progress is reported after at least this many new bytes, not per transport chunk (~64 KiB):
 # at 1 GB/s that is a thousand calls a second instead of sixteen thousand.
 PROGRESS_EVERY = 1024 * 1024
-SIDECAR_SUFFIX = ".json"
-SIDECAR_VERSION = 1
-
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-_T = TypeVar("_T")
+# What a step of a download retries (when the error it maps to is transient).
+_RETRIED = (HubError, httpx2.HTTPError, wire.WireError, OSError)
 
 # Told (bytes of the file on disk, its size) as a download advances, including the prefix of
 # a resumed partial; a restarted download goes back to 0.
@@ -78,35 +80,6 @@ Progress = Callable[[int, int], None]
 
 
 # --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When to try again: exponential backoff with full jitter, or what the server asks.
-
-    ``attempts`` counts tries of one step (the HEAD, or the body) without progress: a body
-    that keeps arriving in pieces resets the count, so a flaky link still finishes a 30 GB
-    file.  Full jitter (a uniform wait up to the exponential bound) spreads out the retries of
-    many nodes that lost the same mirror at the same moment.
-    """
-
-    attempts: int = 6
-    base: float = 1.0  # seconds; the bound of the first wait
-    cap: float = 30.0  # seconds; no wait bound grows beyond this
-    max_retry_after: float = 60.0  # a server's Retry-After is honoured up to this many seconds
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("a retry policy needs at least one attempt")
-        if min(self.base, self.cap, self.max_retry_after) < 0:
-            raise ValueError("retry delays cannot be negative")
-
-    def delay(self, failures: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after the ``failures``-th consecutive failure."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
-        bound = min(self.cap, self.base * 2.0 ** (failures - 1))
-        return random.uniform(0.0, bound)
 
 
 @dataclass(frozen=True)
@@ -155,7 +128,6 @@ class TokenBucket:
         return min(CHUNK_SIZE, max(16 * 1024, self.rate // 8))
 
 
-DEFAULT_RETRY = RetryPolicy()
 DEFAULT_TIMEOUTS = Timeouts()
 
 
@@ -202,6 +174,8 @@ def fetch(
     stop: ModelStop | None = None,
     offline: bool = False,
     speed_floor: SpeedFloor = DEFAULT_FLOOR,
+    connections_per_file: int = 1,
+    connection_budget: ConnectionBudget | None = None,
 ) -> Fetched:
     """Put ``ref`` into the cache, verified, and link it into its snapshot.
 
@@ -212,7 +186,11 @@ def fetch(
     keeping the partial file for the next attempt.  ``offline`` links a cached blob and
     sends no request: a file that needs one fails (``HUB_UNREACHABLE``), its partial kept.
     A body slower than ``speed_floor`` over its window is cut and resumed over a new
-    connection (:mod:`controller.hub.watchdog`).
+    connection (:mod:`controller.hub.watchdog`).  A file larger than
+    :data:`~controller.hub.ranged.RANGED_ABOVE` is fetched as byte ranges over up to
+    ``connections_per_file`` connections, the extra ones taken from ``connection_budget``
+    (the process's :data:`~controller.hub.connections.SHARED` budget by default) while it
+    has room (:mod:`controller.hub.ranged`).
     """
     if stop is not None:
         stop.check()
@@ -238,6 +216,8 @@ def fetch(
         job = _Job(
             ref, cache_dir, endpoint, token, retry, timeouts, limiter, progress, stop, speed_floor
         )
+        job.connections = max(1, connections_per_file)
+        job.budget = connection_budget or SHARED
         return job.run(snapshot)
     except OSError as e:  # the lock, a directory, the link: the cache cannot be written
         raise _as_hub_error(e, ref, endpoint) from None
@@ -279,12 +259,15 @@ class _Job:
         self.progress = progress
         self.stop = stop
         self.speed_floor = speed_floor
-        self.attempts = _Attempts(retry, stop)
+        self.retry = retry
+        self.attempts = Attempts(retry, stop)
+        self.connections = 1
+        self.budget = SHARED
         self.transferred = 0
         self._reported = -1  # bytes on disk at the last progress report
 
     def run(self, snapshot: Path) -> Fetched:
-        target = self.attempts.until_done(self._head, self._error)
+        target = self.attempts.until_done(self._head, self._error, _RETRIED)
         blob = layout.blob_path(self.cache_dir, self.ref.repo, target.etag)
         layout.prepare_repo_folder(self.cache_dir, self.ref.repo)  # `hf cache ls` sees it
         # The flock orders writers on this node; the partial's claim, writers on other nodes
@@ -364,16 +347,15 @@ class _Job:
 
     def _download(self, target: _Target, blob: Path) -> tuple[str, int]:
         """Fill the partial, verify it and move it to ``blob``; (digest, bytes resumed)."""
-        partial = _Partial.open(blob, self.ref, target, self.stop)
-        resumed_from = partial.size
-        self._report(partial.size, target.size, force=True)
+        partial = self._open_partial(target, blob)
+        resumed_from = partial.resumed_from
         try:
             while True:
-                self.attempts.until_done(lambda: self._fill(target, partial), self._error)
+                self.attempts.until_done(lambda: self._fill(target, partial), self._error, _RETRIED)
                 digest = partial.digest()
                 if digest == target.etag:
                     partial.publish(blob)
-                    self._report(partial.size, target.size, force=True)
+                    self._report(target.size, target.size, force=True)
                     return digest, resumed_from
                 if partial.resumed_from == 0:
                     partial.discard()
@@ -390,12 +372,58 @@ class _Job:
         finally:
             partial.close()
 
-    def _fill(self, target: _Target, partial: _Partial) -> None:
+    def _open_partial(self, target: _Target, blob: Path) -> Partial:
+        """The partial, filled as byte ranges first when the file is large enough; a hub
+        that will not serve them leaves it to be continued over one connection."""
+        ref = self.ref
+        record = Sidecar(ref.repo, ref.path, ref.commit, target.etag, target.size)
+        if self.connections < 2 or target.size <= ranged.RANGED_ABOVE:
+            partial = Partial.open(blob, record, self.stop)
+            self._report(partial.size, target.size, force=True)
+            return partial
+        partial = Partial.open_ranged(blob, record)
+        try:
+            self._fill_ranges(target, partial)
+        except RangesRefused as e:
+            log.warning("%s: %s; fetching it over one connection", ref.where, e)
+            partial.to_in_order()
+        except BaseException:
+            partial.close()
+            raise
+        return partial
+
+    def _fill_ranges(self, target: _Target, partial: Partial) -> None:
+        source = RangeSource(
+            where=self.ref.where,
+            get=lambda headers: self._get(target, headers),
+            raise_for=lambda body: self._raise_for(body, target),
+            classify=self._error,
+            retry=self.retry,
+            speed_floor=self.speed_floor,
+            chunk_size=self.limiter.chunk_size() if self.limiter else CHUNK_SIZE,
+            throttle=self.limiter.take if self.limiter else None,
+        )
+        download = RangedDownload(
+            partial,
+            source,
+            connections=self.connections,
+            budget=self.budget,
+            stop=self.stop,
+            progress=lambda done: self._report(done, target.size),
+        )
+        self._report(partial.resumed_from, target.size, force=True)
+        try:
+            download.run()
+        finally:
+            self.transferred += download.received
+
+    def _fill(self, target: _Target, partial: Partial) -> None:
         """One GET of whatever is still missing; raises when the body ends short."""
         if partial.size >= target.size:
             return
         watchdog = Watchdog(self.speed_floor, self.ref.where)
-        with self._get(target, partial) as body, self._interruptible(body):
+        with self._get(target, self._resume_headers(partial)) as body, self._interruptible(body):
+            self._check_resume(body, partial, target)
             self._accept(body, partial, target)
             size = self.limiter.chunk_size() if self.limiter else CHUNK_SIZE
             buffer = memoryview(bytearray(size))  # one per GET, reused for every read
@@ -430,10 +458,31 @@ class _Job:
             return contextlib.nullcontext()
         return self.stop.waking(body.interrupt)
 
-    @contextlib.contextmanager
-    def _get(self, target: _Target, partial: _Partial) -> Iterator[wire.Body]:
-        from huggingface_hub import hf_raise_for_status
+    @staticmethod
+    def _resume_headers(partial: Partial) -> dict[str, str]:
+        if not partial.size:
+            return {}
+        headers = {"Range": f"bytes={partial.size}-"}
+        if partial.validator:
+            # The validator is the one this URL's server gave; if the resource changed, the
+            # server answers 200 with all of it instead of a mismatched tail.
+            headers["If-Range"] = partial.validator
+        return headers
 
+    def _check_resume(self, body: wire.Body, partial: Partial, target: _Target) -> None:
+        if body.status == 416 and partial.size:
+            partial.restart()  # the server disagrees about what we hold: start over
+            raise HubError(
+                Reason.DOWNLOAD_FAILED,
+                f"{self.ref.where}: the hub refused the range; starting over",
+                transient=True,
+            )
+        if body.status >= 400:
+            self._raise_for(body, target)
+
+    @contextlib.contextmanager
+    def _get(self, target: _Target, extra: dict[str, str]) -> Iterator[wire.Body]:
+        """A GET of the file's body with huggingface_hub's headers, plus ``extra``."""
         # Public (documented) but re-exported lazily, which mypy cannot follow.
         from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
@@ -442,41 +491,40 @@ class _Job:
             headers.pop("authorization", None)
         # Exact bytes, not a compressed rendition: ranges and sizes count stored bytes.
         headers["Accept-Encoding"] = "identity"
-        if partial.size:
-            headers["Range"] = f"bytes={partial.size}-"
-            if partial.validator:
-                # The validator is the one this URL's server gave; if the resource changed,
-                # the server answers 200 with all of it instead of a mismatched tail.
-                headers["If-Range"] = partial.validator
+        headers.update(extra)
         with wire.get(
             target.url,
             headers,
             connect_timeout=self.timeouts.connect,
             read_timeout=self._read_timeout(),
         ) as body:
-            if body.status == 416 and partial.size:
-                partial.restart()  # the server disagrees about what we hold: start over
-                raise HubError(
-                    Reason.DOWNLOAD_FAILED,
-                    f"{self.ref.where}: the hub refused the range; starting over",
-                    transient=True,
-                )
-            if body.status >= 400:
-                # huggingface_hub's own reading of an error (gated, missing repo, its error
-                # codes), on a response rebuilt from what came over the wire.
-                hf_raise_for_status(_as_httpx(body, target.url))
             yield body
+
+    def _raise_for(self, body: wire.Body, target: _Target) -> None:
+        """huggingface_hub's own reading of an error answer (gated, missing repo, its error
+        codes), on a response rebuilt from what came over the wire, as a HubError."""
+        from huggingface_hub import hf_raise_for_status
+
+        try:
+            hf_raise_for_status(_as_httpx(body, target.url))
+        except Exception as e:
+            raise self._error(e) from None
+        raise HubError(
+            Reason.DOWNLOAD_FAILED,
+            f"{self.ref.where}: unexpected HTTP {body.status} for a download",
+            transient=body.status >= 500,
+        )
 
     def _read_timeout(self) -> float:
         """A connection silent for a whole watchdog window is as good as a trickle."""
         floor = self.speed_floor
         return min(self.timeouts.read, floor.window) if floor.enabled else self.timeouts.read
 
-    def _accept(self, response: wire.Body, partial: _Partial, target: _Target) -> None:
+    def _accept(self, response: wire.Body, partial: Partial, target: _Target) -> None:
         """Line the partial up with what the server is about to send."""
         status = response.status
         if status == 206:
-            first, total = _content_range(response.headers.get("Content-Range"))
+            first, _, total = content_range(response.headers.get("Content-Range"))
             if first == partial.size and total in (None, target.size):
                 partial.remember_validator(response.headers.get("ETag"))
                 return
@@ -502,241 +550,6 @@ class _Job:
 
     def _error(self, error: Exception) -> HubError:
         return _as_hub_error(error, self.ref, self.endpoint)
-
-
-class _Attempts:
-    """Counts consecutive failures of one download and sleeps between attempts."""
-
-    def __init__(self, policy: RetryPolicy, stop: ModelStop | None = None) -> None:
-        self.policy = policy
-        self.stop = stop
-        self.failures = 0
-
-    def progressed(self) -> None:
-        self.failures = 0
-
-    def until_done(self, step: Callable[[], _T], classify: Callable[[Exception], HubError]) -> _T:
-        while True:
-            try:
-                return step()
-            except (HubError, httpx2.HTTPError, wire.WireError, OSError) as e:
-                error = classify(e)
-            if self.stop is not None:
-                self.stop.check()  # the failure may be the stop's own doing (a shut socket)
-            self._after(error)
-
-    def _after(self, error: HubError) -> None:
-        if not error.transient:
-            raise error
-        self.failures += 1
-        if self.failures >= self.policy.attempts:
-            raise HubError(
-                error.reason,
-                f"{error.message} (gave up after {self.failures} attempts)",
-                transient=True,
-            )
-        self._wait(self.policy.delay(self.failures, error.retry_after))
-
-    def _wait(self, seconds: float) -> None:
-        if self.stop is None:
-            time.sleep(seconds)
-            return
-        woken = threading.Event()
-        with self.stop.waking(woken.set):
-            woken.wait(seconds)
-        self.stop.check()
-
-
-# --------------------------------------------------------------------------- the partial file
-
-
-class _Partial:
-    """``blobs/<etag>.incomplete`` and its sidecar, the open file and the running digest.
-
-    The file is always a prefix of the blob: bytes are appended in order and only once the
-    sidecar says which blob they belong to, so whatever a kill leaves behind can be
-    continued.  Writes bypass user-space buffering, so the file's size is exactly the bytes
-    hashed so far.
-    """
-
-    def __init__(self, path: Path, sidecar: Path, ref: FileRef, target: _Target) -> None:
-        self.path = path
-        self.sidecar = sidecar
-        self.ref = ref
-        self.target = target
-        self.validator: str | None = None
-        self.size = 0
-        self.resumed_from = 0
-        self._hasher = BlobHasher.for_etag(target.etag, target.size)
-        self._unsynced = 0
-        self._fd = -1
-
-    @classmethod
-    def open(
-        cls, blob: Path, ref: FileRef, target: _Target, stop: ModelStop | None = None
-    ) -> _Partial:
-        """``stop`` can cut short the hashing of a resumed prefix (raising
-        :class:`~controller.system.cancel.Cancelled`); the prefix and its sidecar stay on disk."""
-        path = blob.with_name(blob.name + ".incomplete")
-        partial = cls(path, path.with_name(path.name + SIDECAR_SUFFIX), ref, target)
-        partial._open(stop)
-        return partial
-
-    def _open(self, stop: ModelStop | None) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        sidecar = self._read_sidecar()
-        resumable = sidecar is not None and self._describes_target(sidecar)
-        if not resumable:
-            # The sidecar goes first: a partial on disk is only ever continued when a sidecar
-            # says which blob it is a prefix of.
-            self._write_sidecar(validator=None)
-        # O_NOFOLLOW: a link planted in blobs/ must not redirect our writes elsewhere.
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        self._fd = os.open(self.path, flags, 0o666)
-        try:
-            if resumable and sidecar is not None:
-                self.validator = _str_or_none(sidecar.get("validator"))
-                self._hash_prefix(stop)
-            else:
-                os.ftruncate(self._fd, 0)
-        except BaseException:
-            self.close()
-            raise
-
-    def _read_sidecar(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.sidecar.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
-
-    def _describes_target(self, sidecar: dict[str, Any]) -> bool:
-        # The etag names the content, so a partial stays valid across commits that share the
-        # blob; the commit in the sidecar is for people looking at the cache.
-        return (
-            sidecar.get("version") == SIDECAR_VERSION
-            and sidecar.get("etag") == self.target.etag
-            and sidecar.get("size") == self.target.size
-        )
-
-    def _write_sidecar(self, *, validator: str | None) -> None:
-        record = {
-            "version": SIDECAR_VERSION,
-            "repo": self.ref.repo,
-            "path": self.ref.path,
-            "commit": self.ref.commit,
-            "etag": self.target.etag,
-            "size": self.target.size,
-            "validator": validator,
-        }
-        atomic_write_text(self.sidecar, json.dumps(record, indent=1) + "\n")
-
-    def _hash_prefix(self, stop: ModelStop | None) -> None:
-        """Feed the bytes already on disk to the hasher, leaving the file positioned after
-        them: the digest at the end then covers the whole file with a single read of it.
-
-        A prefix of tens of GB takes a while to hash, so a stop ends it between chunks; the
-        file is left untouched (not truncated) for the next attempt to hash again."""
-        size = os.fstat(self._fd).st_size
-        if size > self.target.size:  # cannot be a prefix of this blob: start over
-            os.ftruncate(self._fd, 0)
-            return
-        requested = stop.requested if stop is not None else None
-        # Fewer bytes than ``size`` when the file shrank under us: what was read is the prefix.
-        position = feed_from(self._fd, self._hasher, limit=size, stop=requested)
-        os.ftruncate(self._fd, position)
-        self.size = self.resumed_from = position
-
-    def remember_validator(self, etag_header: str | None) -> None:
-        """Keep the GET's own strong ETag for ``If-Range`` when this partial is continued."""
-        value = etag_header.strip() if etag_header else None
-        if value and value.startswith("W/"):
-            value = None  # weak validators are not allowed in If-Range
-        if value != self.validator:
-            self.validator = value
-            self._write_sidecar(validator=value)
-
-    def write(self, data: bytes | memoryview) -> None:
-        if self.size + len(data) > self.target.size:
-            self.discard()
-            raise HubError(
-                Reason.SIZE_MISMATCH,
-                f"{self.ref.path}: the hub sent more than the {self.target.size} bytes it "
-                "announced; the download was discarded",
-                transient=False,
-            )
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(self._fd, view)
-            except OSError as e:
-                raise self._write_error(e) from None
-            # Hash exactly what reached the file, so size and digest never disagree.
-            self._hasher.update(view[:written])
-            self.size += written
-            self._unsynced += written
-            view = view[written:]
-        if self._unsynced >= FSYNC_EVERY:
-            self._sync()
-
-    def _sync(self) -> None:
-        try:
-            os.fsync(self._fd)
-        except OSError as e:
-            raise self._write_error(e) from None
-        self._unsynced = 0
-
-    def _write_error(self, e: OSError) -> HubError:
-        remaining = self.target.size - self.size
-        if e.errno in _DISK_FULL:
-            free = _free_bytes(self.path.parent)
-            return HubError(
-                Reason.DISK_FULL,
-                f"{self.ref.path}: the disk is full: {human_bytes(remaining)} "
-                f"({remaining} bytes) more needed in {self.path.parent}, "
-                f"{human_bytes(free)} free; the {human_bytes(self.size)} downloaded so far "
-                "are kept and the download resumes once there is room",
-                transient=False,
-            )
-        return HubError(
-            Reason.DOWNLOAD_FAILED,
-            f"{self.ref.path}: cannot write {self.path}: {e.strerror or e}",
-            transient=False,
-        )
-
-    def digest(self) -> str:
-        return self._hasher.hexdigest()
-
-    def restart(self) -> None:
-        """Forget every byte: the server sends the whole file next."""
-        os.ftruncate(self._fd, 0)
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        self._hasher = BlobHasher.for_etag(self.target.etag, self.target.size)
-        self.size = self.resumed_from = self._unsynced = 0
-        if self.validator is not None:
-            self.validator = None
-            self._write_sidecar(validator=None)
-
-    def publish(self, blob: Path) -> None:
-        """Durably move the verified file to its blob name."""
-        self._sync()
-        self.close()
-        os.replace(self.path, blob)
-        with contextlib.suppress(FileNotFoundError):
-            self.sidecar.unlink()
-        fsync_dir(blob.parent)
-
-    def discard(self) -> None:
-        """The bytes are wrong: remove them, and the sidecar that would have them resumed."""
-        self.close()
-        for path in (self.path, self.sidecar):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
 
 # --------------------------------------------------------------------------- cache layout
@@ -836,26 +649,3 @@ def _retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - utcnow()).total_seconds())
-
-
-def _content_range(value: str | None) -> tuple[int | None, int | None]:
-    """(first byte, total) of ``bytes first-last/total``; None for parts that are absent."""
-    if not value or not value.startswith("bytes "):
-        return None, None
-    span, _, total = value[len("bytes ") :].partition("/")
-    first = span.split("-", 1)[0]
-    return (
-        int(first) if first.isdigit() else None,
-        int(total) if total.isdigit() else None,
-    )
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _free_bytes(directory: Path) -> int:
-    try:
-        return shutil.disk_usage(directory).free
-    except OSError:
-        return 0

@@ -4,7 +4,7 @@ A hub (or a proxy, a CDN edge) that sends a few bytes a second never trips a rea
 which only measures the silence between two reads: a 12 MiB file at 100 B/s would take 35
 hours.  curl's ``--speed-limit/--speed-time`` is the known cure, and this is it: the bytes
 received are counted over consecutive windows, and a window that ends below the floor cuts
-the transfer with a transient :class:`~controller.hub.revisions.HubError`, so the retry
+the transfer with a transient :class:`~controller.hub.errors.HubError`, so the retry
 continues from the bytes on disk over a new connection (a stalled path is usually one
 connection's, not the hub's).  Each cut is logged and counted (:func:`cuts`).
 
@@ -20,14 +20,24 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from controller.domain import Reason
 from controller.domain.units import human_bytes
-from controller.hub.revisions import HubError
+from controller.hub.errors import HubError
 
 log = logging.getLogger("modelsync.transfer")
 
-_cuts = 0
+
+
+class Transfer(str, Enum):
+    """What a watchdog watches: a file's body, or the hub's answer about a revision."""
+
+    FILE = "file"
+    REVISION = "revision"
+
+
+_cuts = dict.fromkeys(Transfer, 0)
 _cuts_lock = threading.Lock()
 
 
@@ -61,10 +71,16 @@ class Watchdog:
     """
 
     def __init__(
-        self, floor: SpeedFloor, what: str, clock: Callable[[], float] = time.monotonic
+        self,
+        floor: SpeedFloor,
+        what: str,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        kind: Transfer = Transfer.FILE,
     ) -> None:
         self.floor = floor
         self.what = what
+        self.kind = kind
         self._clock = clock
         self._started = clock()
         self._bytes = 0
@@ -83,20 +99,34 @@ class Watchdog:
             raise self._cut(elapsed)
         self._started, self._bytes = now, 0
 
+    def silent(self, seconds: float) -> HubError:
+        """The error for a connection that sent nothing for ``seconds``, a window or more:
+        a hang is a trickle of zero bytes, and is cut and counted as one."""
+        return self._cut(max(seconds, self._clock() - self._started))
+
     def _cut(self, elapsed: float) -> HubError:
-        global _cuts
         with _cuts_lock:
-            _cuts += 1
+            _cuts[self.kind] += 1
         rate = self._bytes / elapsed if elapsed > 0 else 0.0
+        then = "resume" if self.kind is Transfer.FILE else "ask again"
         message = (
             f"{self.what}: {human_bytes(int(rate))}/s for {elapsed:.0f} s, below the floor of "
-            f"{self.floor.describe()}; cut, to resume over a new connection"
+            f"{self.floor.describe()}; cut, to {then} over a new connection"
         )
         log.warning("%s", message)
-        return HubError(Reason.DOWNLOAD_FAILED, message, transient=True)
+        # A revision nobody could read is a hub out of reach: the last answer still stands.
+        reason = Reason.DOWNLOAD_FAILED if self.kind is Transfer.FILE else Reason.HUB_UNREACHABLE
+        return HubError(reason, message, transient=True)
 
 
-def cuts() -> int:
-    """Transfers this process cut for being too slow, since it started."""
+def cuts(kind: Transfer | None = None) -> int:
+    """Transfers (of ``kind``, or of any) this process cut for being too slow, since it
+    started."""
     with _cuts_lock:
-        return _cuts
+        return sum(_cuts.values()) if kind is None else _cuts[kind]
+
+
+def cuts_by_kind() -> dict[Transfer, int]:
+    """Every kind, 0 until its first cut."""
+    with _cuts_lock:
+        return dict(_cuts)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import select
 import socket
 import ssl
 import urllib.request
@@ -79,6 +80,18 @@ class Body:
         if self._left is not None:
             self._left -= n
         return n
+
+    def has_bytes(self) -> bool:
+        """Whether bytes of the body already wait in the kernel (or the TLS layer), so the
+        next read returns without waiting for the network."""
+        sock = self._connection.sock
+        if not isinstance(sock, socket.socket):
+            return False
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        with contextlib.suppress(OSError, ValueError):
+            return bool(select.select([sock], [], [], 0)[0])
+        return False
 
     def read_error(self) -> bytes:
         """The start of an error's body: it carries the hub's message."""

@@ -68,6 +68,7 @@ def _retention_policy(retention: Retention) -> RetentionPolicy:
         preserve_high_priority=retention.preserve_high_priority,
         mode=RetentionMode(retention.mode),
         old_revision_grace=timedelta(seconds=parse_duration(retention.old_revision_grace)),
+        quarantine_grace=timedelta(seconds=parse_duration(retention.quarantine_grace)),
     )
 
 
@@ -85,4 +86,6 @@ def to_desired(manifest_set: ManifestSet, env: Mapping[str, str] | None = None) 
         status_file=manifest_set.status_file or os.path.join(state_dir, "status.yaml"),
         usage_window_days=manifest_set.usage.window_days,
         retention=_retention_policy(manifest_set.retention),
+        min_speed=manifest_set.downloads.min_speed_bytes,
+        min_speed_window=manifest_set.downloads.min_speed_seconds,
     )

@@ -291,12 +291,20 @@ def _lines(root: Node | None) -> dict[str, int]:
         seen.add(id(node))
         if isinstance(node, MappingNode):
             for key, value in node.value:
-                name = f"{at}.{key.value}" if at else str(key.value)
+                name = f"{at}.{_key(key.value)}" if at else _key(key.value)
                 pending.append((name, value, key.start_mark.line + 1))
         elif isinstance(node, SequenceNode):
             for index, item in enumerate(node.value):
                 pending.append((f"{at}[{index}]", item, item.start_mark.line + 1))
     return lines
+
+
+def _key(key: object) -> str:
+    """A mapping key as a problem names it: as written when it is a plain name, else quoted
+    with its escapes (``'a\\nb'``), so that a key with a newline or a control character in
+    it still gives one line per problem and cannot forge a line of its own."""
+    text = str(key)
+    return text if text.isprintable() and "'" not in text and '"' not in text else repr(text)
 
 
 def _line_of(problem: str, lines: Mapping[str, int]) -> int:
@@ -313,7 +321,7 @@ def _parse_document(data: Any, problems: list[str]) -> dict[str, LockedModel]:
     if not isinstance(data, dict):
         problems.append("expected a ModelSetLock document (a mapping)")
         return {}
-    unknown = sorted(str(k) for k in data if k not in ("apiVersion", "kind", "models"))
+    unknown = sorted(_key(k) for k in data if k not in ("apiVersion", "kind", "models"))
     if unknown:
         problems.append(f"unknown field(s): {', '.join(unknown)}")
     if data.get("apiVersion") != API_VERSION:
@@ -331,7 +339,7 @@ def _parse_document(data: Any, problems: list[str]) -> dict[str, LockedModel]:
         if not isinstance(name, str):
             problems.append(f"models: model names must be strings, got {name!r}")
             continue
-        found = _parse_entry(f"models.{name}", entry, problems)
+        found = _parse_entry(f"models.{_key(name)}", entry, problems)
         if found is not None:
             parsed[name] = found
     return parsed
@@ -342,7 +350,7 @@ def _parse_entry(at: str, data: Any, problems: list[str]) -> LockedModel | None:
         problems.append(f"{at}: expected a mapping")
         return None
     before = len(problems)
-    unknown = sorted(str(k) for k in data if k not in _ENTRY_KEYS)
+    unknown = sorted(_key(k) for k in data if k not in _ENTRY_KEYS)
     if unknown:
         problems.append(f"{at}: unknown field(s): {', '.join(unknown)}")
     missing = [k for k in _ENTRY_KEYS if k not in data]
@@ -398,7 +406,7 @@ def _parse_file(at: str, data: Any, problems: list[str]) -> LockedFile | None:
         problems.append(f"{at}: expected a mapping with path, size and sha256 or blob_id")
         return None
     before = len(problems)
-    unknown = sorted(str(k) for k in data if k not in ("path", "size", "sha256", "blob_id"))
+    unknown = sorted(_key(k) for k in data if k not in ("path", "size", "sha256", "blob_id"))
     if unknown:
         problems.append(f"{at}: unknown field(s): {', '.join(unknown)}")
     path = _string(f"{at}.path", data.get("path"), problems)

@@ -101,13 +101,32 @@ class Retention(_Section):
         "it (an update, a new revision): an application that resolved its files just before "
         "the switch may still be loading them. Until then its deletion is shown as held back.",
     )
+    quarantine_grace: Duration = Field(
+        default="7d",
+        description="How long a damaged file moved out of its snapshot (to the repo's "
+        ".quarantine/, when it failed its hash) is kept for whoever investigates it before "
+        "retention deletes it. Its bytes count toward the disk budget meanwhile.",
+    )
 
 
 class Downloads(_Section):
     """How downloads run.  Applies to every manifest of a directory: declare it once."""
 
     concurrency: int = Field(
-        default=8, ge=1, le=64, description="Files downloaded at the same time."
+        default=8,
+        ge=1,
+        le=64,
+        description="Files downloaded at the same time; also the connections open at once, "
+        "which connections_per_file draws its extra connections from.",
+    )
+    connections_per_file: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Connections a file larger than 64 MiB is fetched over, as byte ranges "
+        "(hubs and CDNs cap each connection's speed). Extra connections are opened only "
+        "while fewer than `concurrency` are open, and shared fairly among the files "
+        "downloading; 1 fetches every file over one connection.",
     )
     max_bandwidth: Bandwidth | None = Field(
         default=None,

@@ -7,5 +7,11 @@ derives the git and LFS ids the hub reports, ``documents`` renders the hub's JSO
 ``ranges`` reads ``Range`` headers, ``handler`` answers one connection's requests and
 ``server`` runs the standard library's threaded HTTP server around it.
 
-May: read a cache directory, serve HTTP.  May not: write to the cache or hold test hooks.
+With an upstream it is a pull-through mirror: ``pull_through`` fills misses from it,
+``upstream`` asks it about revisions and access, ``admission`` decides who may read a repo,
+``fills`` coalesces concurrent downloads of a blob and serves them as they grow, ``budget``
+keeps the directory within its byte budget, ``metrics`` counts for Prometheus.
+
+May: read a cache directory, serve HTTP; with an upstream, fill and evict in that directory
+(through the hub's transfer).  May not: hold test hooks.
 """

@@ -1,7 +1,9 @@
 """The Hub's JSON documents, built from a repo of the served cache.
 
 What a cache cannot know is invented conservatively: there is one author (the org), no card
-data, no commit history, no downloads or likes, and ``lastModified`` is the snapshot's mtime.
+data, no downloads or likes, and ``lastModified`` is the snapshot's mtime.  A revision's
+history is its own commit, then the cache's other commits (see :meth:`RepoView.history`),
+with no titles.
 Xet is never advertised, so clients always download over plain HTTP ranges.
 """
 
@@ -72,6 +74,18 @@ def refs_json(view: RepoView, include_prs: bool) -> JsonObject:
     if not include_prs:
         del groups["pullRequests"]  # the Hub only sends them when asked
     return cast(JsonObject, groups)
+
+
+def commit_json(repo_id: str, commit: str, when: float) -> JsonObject:
+    """One entry of ``/api/models/{repo}/commits/{rev}``, in the Hub's shape."""
+    author = repo_id.split("/")[0]
+    return {
+        "id": commit,
+        "title": "",
+        "message": "",
+        "authors": [{"user": author, "avatar": None}],
+        "date": _iso(when),
+    }
 
 
 def _iso(timestamp: float) -> str:

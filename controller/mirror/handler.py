@@ -1,8 +1,9 @@
 """One HTTP connection to the mirror: read each request, route it, answer as the Hub would.
 
 The routes are those ``huggingface_hub`` uses to download: model info and revisions, tree
-listings (paginated with ``Link`` headers), paths-info, refs, and ``resolve`` for files, with
-HEAD and byte ranges.  Anything else is answered, in the Hub's error format, as not served.
+listings and commits (paginated with ``Link`` headers), paths-info, refs, and ``resolve`` for
+files, with HEAD and byte ranges.  Anything else is answered, in the Hub's error format, as not
+served.
 Keep-alive is on (the client pools connections), so every request's body is read in full and
 every failure either answers or closes the connection: a client never hangs on this side.
 """
@@ -17,16 +18,17 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 from urllib.parse import SplitResult, parse_qs, quote, unquote, urlsplit
 
 from controller.cache import layout
 from controller.mirror.documents import (
     EMPTY_REGISTRY,
+    commit_json,
     model_info_json,
     paths_info_json,
     refs_json,
@@ -36,7 +38,11 @@ from controller.mirror.errors import HubError
 from controller.mirror.ranges import Unsatisfiable, parse_range
 from controller.mirror.repo_view import FileEntry, RepoView, Revision, open_repo
 
+if TYPE_CHECKING:
+    from controller.mirror.pull_through import PullThrough
+
 TREE_PAGE_SIZE = 1000  # what the Hub returns per /tree page without expand
+COMMITS_PAGE_SIZE = 50  # what the Hub returns per /commits page
 IDLE_TIMEOUT = 120.0  # seconds a keep-alive connection may sit idle before its thread exits
 MAX_REQUEST_BODY = 1024 * 1024  # paths-info bodies are small; refuse anything that is not
 
@@ -51,6 +57,11 @@ class MirrorSettings(Protocol):
 
     @property
     def verbose(self) -> bool: ...
+
+    @property
+    def pull_through(self) -> PullThrough | None:
+        """Set with ``--upstream``: misses are filled from it and access is checked by it."""
+        ...
 
 
 class _MirrorServer(Protocol):
@@ -81,13 +92,44 @@ class BytesBody:
 class FileBody:
     """A slice of an open file, sent with sendfile(2): no copies through user space."""
 
-    def __init__(self, stream: BinaryIO, offset: int, length: int) -> None:
+    def __init__(
+        self,
+        stream: BinaryIO,
+        offset: int,
+        length: int,
+        counter: Callable[[int], None] | None = None,
+    ) -> None:
         self.stream = stream
         self.offset = offset  # of the body's first byte in the file
         self.length = length
+        self.counter = counter  # told the bytes that went out
 
     def send(self, sock: socket.socket, start: int, count: int) -> int:
-        return sock.sendfile(self.stream, self.offset + start, count)
+        sent = sock.sendfile(self.stream, self.offset + start, count)
+        if self.counter is not None:
+            self.counter(sent)
+        return sent
+
+
+class Content(Protocol):
+    """A file to answer with: its size, and any span of it as a response body."""
+
+    @property
+    def size(self) -> int: ...
+
+    def body(self, start: int, length: int) -> Body: ...
+
+
+class BlobContent:
+    """A complete blob of the directory."""
+
+    def __init__(self, stream: BinaryIO, counter: Callable[[int], None] | None = None) -> None:
+        self.stream = stream
+        self.size = os.fstat(stream.fileno()).st_size
+        self.counter = counter
+
+    def body(self, start: int, length: int) -> Body:
+        return FileBody(self.stream, start, length, self.counter)
 
 
 class ShortBody(Exception):
@@ -104,6 +146,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go out in separate writes
     timeout = IDLE_TIMEOUT
     tree_page_size = TREE_PAGE_SIZE
+    commits_page_size = COMMITS_PAGE_SIZE
 
     # The request being answered: when it arrived, and what of the answer is on the wire
     # (the status, 0 before the status line; the body's bytes), for the ``-v`` log line.
@@ -176,7 +219,15 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         """
         segments = target.path.split("/")[1:]
         query = parse_qs(target.query)
-        if segments == ["api", "agent-harnesses"]:
+        pull = self.mirror.pull_through
+        if segments == ["metrics"] and pull is not None:
+            self._require(method, "GET", "HEAD")
+            data, content_type = pull.exposition(self.headers.get("Accept"))
+            headers = [("Content-Type", content_type), ("Content-Length", str(len(data)))]
+            self.start_response(200, headers)
+            if method == "GET":
+                self.send_body(BytesBody(data))
+        elif segments == ["api", "agent-harnesses"]:
             self._require(method, "GET", "HEAD")
             self.send_json(method, 200, EMPTY_REGISTRY)
         elif segments[:2] == ["api", "models"]:
@@ -232,6 +283,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         elif tail == ["refs"]:
             self._require(method, "GET", "HEAD")
             self.send_json(method, 200, refs_json(view, _flag(query, "include_prs")))
+        elif tail[0] == "commits" and len(tail) >= 2:
+            self._require(method, "GET", "HEAD")
+            self._send_commits(method, view, unquote("/".join(tail[1:])), query)
         else:
             raise HubError(501, "NotImplemented", f"modelsync serve does not serve {self.path}")
 
@@ -253,6 +307,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
 
         With a ``marker`` ("resolve"), the segment after the repo id must be it.
         """
+        pull = self.mirror.pull_through
+        if pull is not None:
+            return pull.locate(segments, marker, self.headers.get("Authorization"))
         root = self.mirror.cache_dir.resolve()
         candidates = []
         for size in (2, 1):
@@ -293,6 +350,23 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             headers.append(("Link", f'<{next_page}>; rel="next"'))
         self.send_json(method, 200, page, headers)
 
+    def _send_commits(
+        self, method: str, view: RepoView, revision: str, query: dict[str, list[str]]
+    ) -> None:
+        """The Hub pages commits with ``?p=N`` (from 0) and a ``Link`` to the next page."""
+        commit = view.resolve(revision)
+        history = view.history(commit)
+        page = _page_number(query)
+        size = self.commits_page_size
+        entries = [commit_json(view.repo_id, c, t) for c, t in history[page * size :][:size]]
+        headers = []
+        if (page + 1) * size < len(history):
+            # Pinned to the commit, as tree pages are: a branch moving between pages
+            # cannot mix two histories.
+            link = f"{self._base_url()}/api/models/{view.repo_id}/commits/{commit}?p={page + 1}"
+            headers.append(("Link", f'<{link}>; rel="next"'))
+        self.send_json(method, 200, entries, headers)
+
     def _next_page(self, rev: Revision, base: str, query: dict[str, list[str]], at: int) -> str:
         """Pin the next page to the commit, so a branch moving between pages cannot mix trees."""
         path = f"/api/models/{rev.repo_id}/tree/{rev.commit}"
@@ -310,8 +384,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         return f"http://{host}"
 
     def _send_file(self, method: str, entry: FileEntry, commit: str) -> None:
-        with entry.blob.open("rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
+        with self._content(method, entry, commit) as content:
+            size = content.size
             headers = [
                 ("Content-Type", "application/octet-stream"),
                 ("ETag", f'"{entry.etag}"'),
@@ -332,7 +406,15 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                 headers.append(("Content-Range", f"bytes {span[0]}-{span[1]}/{size}"))
             self.start_response(206 if span is not None else 200, headers)
             if method == "GET":
-                self.send_body(FileBody(stream, start, length))
+                self.send_body(content.body(start, length))
+
+    def _content(
+        self, method: str, entry: FileEntry, commit: str
+    ) -> contextlib.AbstractContextManager[Content]:
+        pull = self.mirror.pull_through
+        if pull is not None:
+            return pull.content(method, entry, commit)
+        return _blob_content(entry.blob)
 
     def send_json(
         self,
@@ -376,8 +458,21 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             raise ShortBody
 
 
+@contextlib.contextmanager
+def _blob_content(blob: Path) -> Iterator[Content]:
+    with blob.open("rb") as stream:
+        yield BlobContent(stream)
+
+
 def _flag(query: Mapping[str, list[str]], name: str) -> bool:
     return query.get(name, ["false"])[-1].lower() in ("1", "true")
+
+
+def _page_number(query: Mapping[str, list[str]]) -> int:
+    value = query.get("p", ["0"])[-1]
+    if not value.isdigit():
+        raise HubError(400, "BadRequest", f"invalid page {value!r}")
+    return int(value)
 
 
 def _cursor(query: Mapping[str, list[str]]) -> int:

@@ -9,6 +9,7 @@ is served: links from a snapshot into its own repo's ``blobs/`` (or plain copies
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -128,6 +129,29 @@ class RepoView:
 
     def tags(self) -> frozenset[str]:
         return layout.read_tags(self.folder)
+
+    def history(self, commit: str) -> list[tuple[str, float]]:
+        """(commit, time) of ``commit``, then of every other commit the cache holds, newest
+        snapshot first.
+
+        A cache keeps no parents, nor commit dates (a snapshot's mtime is when it arrived),
+        so which cached commits came before ``commit`` is unknown: all are listed, the one
+        asked for first.
+        """
+        try:
+            own = self._snapshot(commit).stat().st_mtime
+        except FileNotFoundError:
+            raise HubError(404, "RevisionNotFound", f"Invalid rev id: {commit}") from None
+        others = []
+        with os.scandir(self.folder / "snapshots") as scan:
+            for entry in scan:
+                if entry.name == commit or not COMMIT_RE.match(entry.name):
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # deleted since it was listed
+                    if entry.is_dir() and self._has_snapshot(entry.name):
+                        others.append((entry.name, entry.stat().st_mtime))
+        others.sort(key=lambda item: (-item[1], item[0]))
+        return [(commit, own), *others]
 
     def _snapshot(self, commit: str) -> Path:
         return self.folder / "snapshots" / commit

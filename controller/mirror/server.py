@@ -20,6 +20,8 @@ from types import FrameType, TracebackType
 from typing import cast
 
 from controller.mirror.handler import HubRequestHandler, MirrorSettings
+from controller.mirror.pull_through import PullThrough
+from controller.mirror.upstream import Upstream
 from controller.system.exits import ExitCode
 
 POLL_INTERVAL = 0.1  # how quickly stop() is noticed by the accept loop
@@ -83,11 +85,13 @@ class HubServer:
         port: int = 0,
         *,
         verbose: bool = False,
+        pull_through: PullThrough | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.host = host
         self.port = port
         self.verbose = verbose
+        self.pull_through = pull_through
         self._server: MirrorHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -120,6 +124,8 @@ class HubServer:
         server.server_close()
         thread.join()
         self._server = self._thread = None
+        if self.pull_through is not None:
+            self.pull_through.close()
 
     def __enter__(self) -> HubServer:
         return self.start()
@@ -140,6 +146,7 @@ def serve_forever(
     *,
     verbose: bool = False,
     on_ready: Callable[[str], None] | None = None,
+    pull_through: PullThrough | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM; ``on_ready`` gets the URL once the port is bound."""
     stop = threading.Event()
@@ -149,7 +156,8 @@ def serve_forever(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with HubServer(cache_dir, host, port, verbose=verbose) as server:
+        serving = HubServer(cache_dir, host, port, verbose=verbose, pull_through=pull_through)
+        with serving as server:
             if on_ready is not None:
                 on_ready(server.url)
             while not stop.wait(0.5):  # a timed wait lets the signal handler run promptly
@@ -159,18 +167,35 @@ def serve_forever(
             signal.signal(sig, handler)
 
 
-def run(cache_dir: str, host: str, port: int, *, verbose: bool = False) -> ExitCode:
-    """Entry point of ``reconcile serve``; returns the process exit code."""
+def run(
+    cache_dir: str,
+    host: str,
+    port: int,
+    *,
+    verbose: bool = False,
+    upstream: str | None = None,
+    token: str | None = None,
+    max_bytes: int | None = None,
+) -> ExitCode:
+    """Entry point of ``reconcile serve``; returns the process exit code.
+
+    ``upstream``: fill misses from that hub, with ``token`` (the mirror's own), keeping the
+    directory within ``max_bytes``.
+    """
     root = Path(cache_dir).expanduser()
     if not root.is_dir():
         print(f"error: {root} is not a directory", file=sys.stderr)
         return ExitCode.ERROR
+    pull = None
+    if upstream is not None:
+        pull = PullThrough(root.resolve(), Upstream(upstream, token), max_bytes=max_bytes)
 
     def announce(url: str) -> None:
-        print(f"Serving {root} at {url}", flush=True)
+        through = f" (pull-through from {upstream})" if upstream is not None else ""
+        print(f"Serving {root} at {url}{through}", flush=True)
 
     try:
-        serve_forever(root, host, port, verbose=verbose, on_ready=announce)
+        serve_forever(root, host, port, verbose=verbose, on_ready=announce, pull_through=pull)
     except OSError as error:  # typically the port is taken
         print(f"error: cannot serve on {host}:{port}: {error}", file=sys.stderr)
         return ExitCode.ERROR

@@ -110,6 +110,7 @@ def plan(
         disk=observed.disk,
         withheld=tuple(withheld),
         unmanaged=cleanup.unmanaged,
+        quarantined=cleanup.quarantined,
         budget=cleanup.fit,
         retention_mode=desired.retention.mode,
     )

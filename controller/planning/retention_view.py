@@ -11,8 +11,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from controller.domain import Action, ActionKind, BudgetFit, Plan, Reason, RetentionMode
-from controller.domain.status import DeletionStatus, RetentionStatus, UnmanagedStatus
-from controller.domain.units import human_bytes
+from controller.domain.status import (
+    DeletionStatus,
+    QuarantineStatus,
+    RetentionStatus,
+    UnmanagedStatus,
+)
+from controller.domain.units import human_bytes, plural
 
 
 def _deletion(action: Action, state: str, why: str | None = None) -> DeletionStatus:
@@ -48,6 +53,11 @@ def from_plan(plan: Plan) -> RetentionStatus:
         unmanaged=tuple(
             UnmanagedStatus(repo=u.repo, size_on_disk=u.bytes, commits=u.commits)
             for u in plan.unmanaged
+        ),
+        quarantined_bytes=sum(q.bytes for q in plan.quarantined),
+        quarantined_files=sum(q.files for q in plan.quarantined),
+        quarantined=tuple(
+            QuarantineStatus(repo=q.repo, files=q.files, bytes=q.bytes) for q in plan.quarantined
         ),
     )
 
@@ -103,4 +113,10 @@ def to_lines(view: RetentionStatus) -> list[str]:
         lines.append(
             f"unmanaged (not modelsync's, never deleted): {u.repo} {human_bytes(u.size_on_disk)}"
         )
+    for q in view.quarantined:
+        lines.append(f"quarantined (damaged, in no snapshot): {q.repo} {_files_and_bytes(q)}")
     return lines
+
+
+def _files_and_bytes(q: QuarantineStatus) -> str:
+    return f"{plural(q.files, 'file')}, {human_bytes(q.bytes)}"

@@ -13,6 +13,9 @@ verification: on a real network the CPU it needs is mostly idle anyway.
 
 ``--hub-limit-mbps`` serves through the tests' hub with every response throttled to that many
 MB/s (as a CDN caps each connection), e.g. ``--size-mb 512 --shards 1 --hub-limit-mbps 50``.
+``--scenario`` names the two cases the targets are set for: ``loopback`` (4 x 256 MiB, no
+limit) and ``capped`` (1 x 512 MiB, each response limited to 50 MB/s: modelsync fetches the
+file as byte ranges over several connections, the others over one).
 
 Everything runs against a local server on 127.0.0.1; no outside host is contacted. The
 last line on stdout is the results as JSON (also written to ``--json-out`` if given).
@@ -552,6 +555,12 @@ def _row(results: Results, name: str) -> str:
 
 # --- main ------------------------------------------------------------------------------------
 
+# name: (MiB in all, shards, hub limit per response in MB/s or None)
+SCENARIOS: dict[str, tuple[int, int, float | None]] = {
+    "loopback": (1024, 4, None),
+    "capped": (512, 1, 50.0),
+}
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -570,7 +579,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="throttle every response of the hub to this many MB/s (the tests' hub)",
     )
     p.add_argument("--json-out", type=Path, help="also write the results JSON here")
+    p.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        help="set size, shards and hub limit for a named case (overrides those options)",
+    )
     args = p.parse_args(argv)
+    if args.scenario:
+        args.size_mb, args.shards, args.hub_limit_mbps = SCENARIOS[args.scenario]
     if args.size_mb < 1 or args.rounds < 1 or args.shards < 1:
         p.error("--size-mb, --rounds and --shards must be positive")
     return args

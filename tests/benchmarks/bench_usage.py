@@ -3,14 +3,18 @@
     python tests/benchmarks/bench_usage.py [--models 1000] [--days 30] [--uses-per-day 10]
                                            [--calls 5000] [--rounds 7] [--json-out F]
 
+Both run against a machine in use, not an empty one: ``--models`` models declared, each in
+the cache (a snapshot of two real files, refs/main, blobs) with its files verified, the
+hub's answer remembered, and ``--days`` days of history averaging ``--uses-per-day`` uses per
+model per day (1,000 x 30 x 10 = 300,000 usage rows by default).
+
 1. ``ModelAvailability.record_use`` -- what an application pays per generation: one
-   SQLite transaction in WAL mode.  Target: median < 1 ms.
+   SQLite transaction in WAL mode, into that history, for a model drawn at random.
+   Target: median < 1 ms.
 2. ``ModelAvailability.status_report`` -- the live status of every model (what
-   ``GET /v1/status`` and each request compute): read the cache, the hub's remembered
-   answers, the usage aggregates, plan, queue and derive, for ``--models`` models with
-   ``--days`` days of history averaging ``--uses-per-day`` uses per model per day (1,000 x
-   30 x 10 = 300,000 rows by default).  Target: median < 200 ms.  The usage part alone
-   (SQL aggregation + derivation) is reported too.
+   ``GET /v1/status`` and each request compute): read the cache, the verifications, the
+   hub's remembered answers, the usage aggregates, plan, queue and derive.  Target: median
+   < 200 ms.  The usage part alone (SQL aggregation + derivation) is reported too.
 
 Everything runs in a temporary directory; nothing is contacted over the network.  The last
 line on stdout is the results as JSON (also written to ``--json-out`` if given).
@@ -19,6 +23,7 @@ line on stdout is the results as JSON (also written to ``--json-out`` if given).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -41,6 +46,7 @@ from controller.api.client import ModelAvailability  # noqa: E402
 from controller.domain import (  # noqa: E402
     RemoteFile,
     RemoteRevision,
+    Verification,
     usage,  # noqa: E402 - after the path is set when run as a script
 )
 from controller.store import DB_FILENAME, StateStore  # noqa: E402
@@ -74,25 +80,47 @@ def write_manifest(root: Path, models: int) -> Path:
     return path
 
 
+def git_blob_id(content: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()  # noqa: S324
+
+
+def model_files(i: int) -> dict[str, bytes]:
+    weights = hashlib.sha256(b"%d" % i).digest() * 128  # 4 KiB, different for each model
+    return {"config.json": b'{"model_type": "bench", "index": %d}' % i, "model.bin": weights}
+
+
+def seed_cache(root: Path, store: StateStore, i: int, now: datetime) -> RemoteRevision:
+    """Model ``i`` as huggingface_hub lays it out, its blobs verified; the hub's answer."""
+    repo, commit = f"bench/model-{i:04d}", f"{i:040x}"
+    folder = root / "cache" / f"models--bench--model-{i:04d}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    (folder / "blobs").mkdir()
+    (folder / "snapshots" / commit).mkdir(parents=True)
+    remote = []
+    for path, content in model_files(i).items():
+        lfs = path.endswith(".bin")
+        sha256 = hashlib.sha256(content).hexdigest()
+        etag = sha256 if lfs else git_blob_id(content)
+        blob = folder / "blobs" / etag
+        blob.write_bytes(content)
+        (folder / "snapshots" / commit / path).symlink_to(f"../../blobs/{etag}")
+        st = blob.stat()
+        store.record_verification(
+            repo, Verification(etag, st.st_size, st.st_mtime_ns, st.st_ino, etag, True, now)
+        )
+        remote.append(RemoteFile(path, len(content), git_blob_id(content), sha256 if lfs else None))
+    return RemoteRevision(repo=repo, revision="main", commit=commit, files=tuple(remote))
+
+
 def seed_state(
     root: Path, models: int, days: int, uses_per_day: float, now: datetime, rng: random.Random
 ) -> int:
-    """Remembered hub answers for every model, and the usage history; returns the row count."""
+    """Every model in the cache and verified, the hub's answers remembered, and the usage
+    history; returns the usage row count."""
     with StateStore.open(root / "state") as store:
         for i in range(models):
-            digest = f"{i:064x}"
-            store.remember_remote(
-                RemoteRevision(
-                    repo=f"bench/model-{i:04d}",
-                    revision="main",
-                    commit=f"{i:040x}",
-                    files=(
-                        RemoteFile("config.json", 512, f"{i + 1:040x}"),
-                        RemoteFile("model.safetensors", 5 * 10**9, digest[:40], digest),
-                    ),
-                ),
-                now,
-            )
+            store.remember_remote(seed_cache(root, store, i, now), now)
     span = days * 86400.0
     rows = []
     for i in range(models):
@@ -133,17 +161,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def bench_record_use(root: Path, calls: int) -> dict[str, Any]:
-    manifest = write_manifest(root, 1)
+def bench_record_use(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    manifest = write_manifest(root, args.models)
+    rng = random.Random(11)
+    rows = seed_state(
+        root, args.models, args.days, args.uses_per_day, datetime.now(timezone.utc), rng
+    )
+    names = [f"model-{i:04d}" for i in range(args.models)]
+    calls = args.calls
     with ModelAvailability(manifest) as client:
-        client.record_use("model-0000")  # open and migrate the store outside the measurement
+        client.record_use(names[0])  # open the store outside the measurement
         samples = []
         for i in range(calls):
+            name = rng.choice(names)
             start = time.perf_counter_ns()
-            client.record_use("model-0000", generation_seconds=float(i % 90))
+            client.record_use(name, generation_seconds=float(i % 90))
             samples.append((time.perf_counter_ns() - start) / 1e6)
     return {
         "calls": calls,
+        "models": args.models,
+        "usage_rows_before": rows,
         "median_ms": statistics.median(samples),
         "p95_ms": percentile(samples, 0.95),
         "p99_ms": percentile(samples, 0.99),
@@ -159,6 +196,8 @@ def bench_status(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     with ModelAvailability(manifest) as client:
         report = client.status_report()  # warm: open the store, page the database in
         assert len(report.models) == args.models
+        available = sum(1 for m in report.models if m.phase.value == "AVAILABLE")
+        assert available == args.models, f"{available} of {args.models} models AVAILABLE"
         full, full_cpu = timed_ms(client.status_report, args.rounds)
         with StateStore.open(root / "state") as store:
 
@@ -202,13 +241,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = Path(tmp)
         (root / "record").mkdir()
         (root / "status").mkdir()
-        record = bench_record_use(root / "record", args.calls)
+        record = bench_record_use(root / "record", args)
         status = bench_status(root / "status", args)
     ok_record = record["median_ms"] < RECORD_TARGET_MS
     ok_status = status["median_ms"] < STATUS_TARGET_MS
     print(
         f"record_use: median {record['median_ms']:.3f} ms, p95 {record['p95_ms']:.3f} ms, "
-        f"p99 {record['p99_ms']:.3f} ms over {record['calls']} calls "
+        f"p99 {record['p99_ms']:.3f} ms over {record['calls']} calls into "
+        f"{record['usage_rows_before']} usage rows of {record['models']} models "
         f"(target: median < {RECORD_TARGET_MS:g} ms) -> {'OK' if ok_record else 'MISSED'}"
     )
     print(

@@ -62,7 +62,7 @@ def test_plan_json_has_documented_shape(work: Workdir) -> None:
     run = work.reconcile("--plan", "--json")
     assert run.code == 0, run.err
     data = run.json()
-    assert data["format_version"] == "2.0" and data["changes_pending"] is True
+    assert data["format_version"] == "2.1" and data["changes_pending"] is True
     assert set(data) >= {"generation", "created_at", "actions", "totals", "warnings", "errors"}
     (action,) = data["actions"]
     assert action["kind"] == "download" and action["reason"] == "Missing"

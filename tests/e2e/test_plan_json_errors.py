@@ -20,7 +20,7 @@ def test_an_invalid_manifest_gives_the_json_document_with_located_errors(
 
     assert run.code == 1, run.out + run.err
     document = run.json()
-    assert document["format_version"] == "2.0" and document["actions"] == []
+    assert document["format_version"] == "2.1" and document["actions"] == []
     assert document["changes_pending"] is False
     [error] = document["errors"]
     assert error["file"] == str(manifest)
@@ -45,7 +45,7 @@ def test_a_locked_mismatch_gives_the_json_document_with_its_errors(
 
     assert run.code == 1, run.out + run.err
     document = run.json()
-    assert document["format_version"] == "2.0" and document["actions"] == []
+    assert document["format_version"] == "2.1" and document["actions"] == []
     messages = [e["message"] for e in document["errors"]]
     assert any(m.startswith("tiny: the lock is stale") for m in messages), messages
     assert messages[-1].startswith("--locked: the lock is out of sync")

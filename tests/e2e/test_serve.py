@@ -602,7 +602,7 @@ def test_run_refuses_a_missing_directory(
 
 
 def test_unknown_endpoints_say_so(hub: LocalHub, raw: Raw, published: str) -> None:
-    status, headers, _ = raw.request("GET", f"/api/models/{REPO}/commits/main")
+    status, headers, _ = raw.request("GET", f"/api/models/{REPO}/discussions")
     assert status == 501 and headers["X-Error-Code"] == "NotImplemented"
     with pytest.raises(HfHubHTTPError):
-        list(HfApi(endpoint=hub.url).list_repo_commits(REPO))
+        list(HfApi(endpoint=hub.url).get_repo_discussions(REPO))

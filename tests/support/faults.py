@@ -9,18 +9,20 @@ once it is done, with what actually went out.  The mirror itself knows none of t
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from controller.mirror.handler import TREE_PAGE_SIZE, Body, BytesBody, FileBody, HubRequestHandler
 from controller.mirror.server import HubServer
+from tests.support.gates import Gates
 
 MAX_RECORDS = 10_000  # the request log is bounded so a long test does not grow it forever
 POLL_INTERVAL = 0.1  # how quickly a held response notices that the server stops
@@ -82,7 +84,37 @@ class ThrottleFault:
     bytes_per_second: int
 
 
-Fault = StatusFault | DropFault | StallFault | CorruptFault | HoldFault | ThrottleFault
+@dataclass(frozen=True)
+class IgnoreRangeFault:
+    """Answer as a server without range support: the whole file, 200, whatever was asked."""
+
+
+@dataclass(frozen=True)
+class EtagFault:
+    """Send ``etag`` as the response's ETag: the file changed, as far as a client can tell."""
+
+    etag: str
+
+
+@dataclass(frozen=True)
+class RewriteFault:
+    """Answer with ``edit`` applied to the JSON document the hub would send: a hub whose
+    answers lack or garble fields."""
+
+    edit: Callable[[Any], Any]
+
+
+Fault = (
+    RewriteFault
+    | StatusFault
+    | DropFault
+    | StallFault
+    | CorruptFault
+    | HoldFault
+    | ThrottleFault
+    | IgnoreRangeFault
+    | EtagFault
+)
 
 
 @dataclass
@@ -107,6 +139,9 @@ class FaultPlan:
     corrupt: CorruptFault | None = None
     hold: HoldFault | None = None
     throttle: ThrottleFault | None = None
+    ignore_range: IgnoreRangeFault | None = None
+    etag: EtagFault | None = None
+    rewrite: RewriteFault | None = None
 
 
 NO_FAULTS = FaultPlan()
@@ -186,6 +221,27 @@ class Faults:
             raise ValueError("a throttle sends at least 10 bytes a second")
         self._add(method, path_glob, ThrottleFault(bytes_per_second), times)
 
+    def ignore_range(self, path_glob: str, *, method: str = "GET", times: int | None = 1) -> None:
+        """Answer a ranged request with the whole file (200), as a server without ranges."""
+        self._add(method, path_glob, IgnoreRangeFault(), times)
+
+    def change_etag(
+        self, path_glob: str, etag: str = '"changed"', *, method: str = "GET", times: int | None = 1
+    ) -> None:
+        """Send another ETag with the (unchanged) content: the file changed between requests."""
+        self._add(method, path_glob, EtagFault(etag), times)
+
+    def rewrite(
+        self,
+        path_glob: str,
+        edit: Callable[[Any], Any],
+        *,
+        method: str = "GET",
+        times: int | None = None,
+    ) -> None:
+        """Send ``edit(document)`` instead of the JSON document of the answer."""
+        self._add(method, path_glob, RewriteFault(edit), times)
+
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
@@ -212,6 +268,9 @@ class Faults:
             corrupt=cast("CorruptFault | None", found.get(CorruptFault)),
             hold=cast("HoldFault | None", found.get(HoldFault)),
             throttle=cast("ThrottleFault | None", found.get(ThrottleFault)),
+            ignore_range=cast("IgnoreRangeFault | None", found.get(IgnoreRangeFault)),
+            etag=cast("EtagFault | None", found.get(EtagFault)),
+            rewrite=cast("RewriteFault | None", found.get(RewriteFault)),
         )
 
     def _add(self, method: str, path_glob: str, fault: Fault, times: int | None) -> None:
@@ -287,6 +346,7 @@ class FaultInjectingHandler(HubRequestHandler):
 
     def serve(self, method: str) -> None:
         self.plan, self.dropped = NO_FAULTS, False
+        asked = self.headers.get("Range")  # logged as asked, even when a fault ignores it
         self.hub.log.begin()  # from here on, the record below must be written exactly once
         try:
             super().serve(method)
@@ -297,7 +357,7 @@ class FaultInjectingHandler(HubRequestHandler):
                     method=method,
                     path=path,
                     query=query,
-                    range=self.headers.get("Range"),
+                    range=asked,
                     status=self.status_sent,
                     bytes_sent=self.bytes_sent,
                     dropped=self.dropped,
@@ -310,6 +370,14 @@ class FaultInjectingHandler(HubRequestHandler):
     def respond(self, method: str, target: SplitResult, body: bytes) -> None:
         """Apply the faults that replace a normal answer, else answer as the mirror does."""
         self.plan = plan = self.hub.faults.take(method, unquote(target.path))
+        refusal = self.hub.gates.refusal(unquote(target.path), self.headers.get("Authorization"))
+        if refusal is not None:
+            status, message = refusal
+            headers = [("X-Error-Code", "GatedRepo"), ("X-Error-Message", message)]
+            self.send_json(method, status, {"error": message}, headers)
+            return
+        if plan.ignore_range is not None:
+            del self.headers["Range"]
         if plan.stall is not None:
             self.hub.stopping.wait(plan.stall.seconds)
         if plan.drop is not None and plan.drop.before_headers:
@@ -322,6 +390,24 @@ class FaultInjectingHandler(HubRequestHandler):
             self.send_json(method, fault.status, {"error": message}, headers)
             return
         super().respond(method, target, body)
+
+    def start_response(self, status: int, headers: Sequence[tuple[str, str]]) -> None:
+        fault = self.plan.etag
+        if fault is not None:
+            headers = [(k, fault.etag if k == "ETag" else v) for k, v in headers]
+        super().start_response(status, headers)
+
+    def send_json(
+        self,
+        method: str,
+        status: int,
+        payload: object,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        rewrite = self.plan.rewrite
+        if rewrite is not None and status < 400:
+            payload = rewrite.edit(copy.deepcopy(payload))
+        super().send_json(method, status, payload, headers)
 
     def send_body(self, body: Body) -> None:
         """Send the body, honouring a drop (stop after N bytes), corrupt (flip one byte)
@@ -380,6 +466,7 @@ class FaultInjectingHubServer(HubServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.faults = Faults()
+        self.gates = Gates()
         self.log = RequestLog()
         self.stopping = threading.Event()  # cuts stalls and holds short
         self.tree_page_size = TREE_PAGE_SIZE

@@ -98,10 +98,18 @@ class LocalHub:
         *,
         message: str = "",
         lfs: LfsRule | None = None,
+        gated: bool = False,
     ) -> str:
+        """``gated``: served only to tokens given to :meth:`accept_token`, as the Hub does."""
+        if gated:
+            self.server.gates.gate(repo_id)
         return repos.publish(
             self.cache_dir, repo_id, files, branch=branch, message=message, lfs=lfs
         )
+
+    def accept_token(self, repo_id: str, token: str) -> None:
+        """Let ``token`` read the gated repo ``repo_id``."""
+        self.server.gates.accept(repo_id, token)
 
     def move_branch(self, repo_id: str, branch: str, commit: str) -> None:
         repos.move_branch(self.cache_dir, repo_id, branch, commit)

@@ -33,6 +33,7 @@ from controller.domain import (
     Lease,
     Observation,
     OwnedFile,
+    QuarantinedFile,
     Reason,
     RemoteFile,
     RemoteRevision,
@@ -70,6 +71,7 @@ class FakeWorkspace:
         self.snapshots: dict[tuple[str, str], dict[str, str]] = {}  # -> path -> blob name
         self.refs: dict[tuple[str, str], str] = {}  # (repo, revision) -> commit
         self.quarantined: dict[Blob, bytes] = {}
+        self.quarantined_at: dict[Blob, datetime] = {}  # when each was moved aside
         # The state store.
         self.verified: set[Blob] = set()
         self.found_bad: set[Blob] = set()  # a check recorded the wrong digest
@@ -136,6 +138,13 @@ class FakeWorkspace:
         if noticed:
             self.found_bad.add(blob)
 
+    def put_quarantined(self, repo: str, content: bytes, since: datetime) -> str:
+        """Damaged bytes moved aside at ``since``; their blob name."""
+        blob = digest(content)
+        self.quarantined[(repo, blob)] = content
+        self.quarantined_at[(repo, blob)] = since
+        return blob
+
     # ------------------------------------------------------------------ what is there
 
     def files(self, repo: str, commit: str) -> dict[str, bytes]:
@@ -150,6 +159,7 @@ class FakeWorkspace:
     def observation(self, desired: DesiredState) -> Observation:
         """What observing this cache, hub and store gives: the planners' input."""
         repos = {r for r, _ in self.snapshots} | {r for r, _ in self.refs}
+        repos |= {r for r, _ in self.quarantined}
         repos |= {m.repo for m in desired.models}
         cache = {repo: self._cached(repo) for repo in sorted(repos)}
         remote = {}
@@ -197,6 +207,11 @@ class FakeWorkspace:
             snapshots=snapshots,
             blobs={b: len(c) for (r, b), c in self.blobs.items() if r == repo},
             ref_times={rev: self.now - timedelta(days=60) for (r, rev) in self.refs if r == repo},
+            quarantined=tuple(
+                QuarantinedFile(b, len(c), self.quarantined_at[(r, b)])
+                for (r, b), c in sorted(self.quarantined.items())
+                if r == repo
+            ),
         )
 
     # ------------------------------------------------------------------ Workspace
@@ -239,6 +254,12 @@ class FakeWorkspace:
             if f.etag not in linked:
                 self.blobs.pop((repo, f.etag), None)
                 self.verified.discard((repo, f.etag))
+        return tuple(FileOutcome(f.path, ok=True) for f in action.files)
+
+    def discard_quarantined(self, action: Action) -> tuple[FileOutcome, ...]:
+        for f in action.files:
+            self.quarantined.pop((action.repo, f.etag), None)
+            self.quarantined_at.pop((action.repo, f.etag), None)
         return tuple(FileOutcome(f.path, ok=True) for f in action.files)
 
     # ------------------------------------------------------------------ internals
@@ -308,5 +329,6 @@ class FakeWorkspace:
         content = self.blobs.pop((repo, blob), None)
         if content is not None:
             self.quarantined[(repo, blob)] = content
+            self.quarantined_at[(repo, blob)] = self.now
         self.verified.discard((repo, blob))
         self.found_bad.discard((repo, blob))

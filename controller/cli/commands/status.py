@@ -9,12 +9,18 @@ file is taken as it was written -- it may be another machine's, whose uses are i
 machine's database, not this one's -- unless the state database sits beside it (the default
 ``<state>/status.yaml``): that is the state directory of the machine that wrote it, read live
 like the local one.
+
+With ``--from URL`` (repeatable) it asks running controllers instead, over their API (the
+token from ``MODELSYNC_API_TOKEN``), and prints one table of node x model with a summary
+line.  A controller that does not answer is a row saying why, and the exit code is 1; 0 when
+every one answered, whatever its models' phases (``--json`` says those).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +30,8 @@ from controller.domain import DesiredState
 from controller.domain.status import StatusReport
 from controller.engine import status_file
 from controller.system.exits import ExitCode
+
+_FLEET_CONNECTIONS = 32
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,32 @@ def run(path: str, status_path: str | None, *, as_json: bool) -> int:
     else:
         print(render.status_to_text(report))
     return ExitCode.OK
+
+
+def run_fleet(sources: Sequence[str], *, as_json: bool) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from controller.api.discovery import token_from_env
+
+    token = token_from_env()
+    # Asked at once: a fleet view waits for its slowest controller, not for their sum.
+    with ThreadPoolExecutor(max_workers=min(len(sources), _FLEET_CONNECTIONS)) as pool:
+        members = list(pool.map(lambda url: _ask(url, token), sources))
+    if as_json:
+        print(json.dumps(render.fleet_to_dict(members), indent=2))
+    else:
+        print(render.fleet_to_text(members))
+    return ExitCode.OK if all(m.report is not None for m in members) else ExitCode.ERROR
+
+
+def _ask(url: str, token: str | None) -> render.FleetMember:
+    from controller.api.client import ControllerUnreachable, remote_status
+    from controller.hub.revisions import redact
+
+    try:
+        return render.FleetMember(url, remote_status(url, token=token))
+    except ControllerUnreachable as e:
+        return render.FleetMember(url, None, redact(str(e).removeprefix(f"{url}: ")))
 
 
 def _beside(status_path: Path) -> _UsageSource | None:

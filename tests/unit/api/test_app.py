@@ -26,6 +26,7 @@ from controller.api.events import EventKind
 from controller.api.listener import ApiListener
 from controller.domain import Phase, Reason
 from controller.domain.status import StatusReport
+from controller.engine import status_file
 from controller.runtime.loop import Trigger
 from controller.store import StateStore, leases
 from tests.support.standing_controller import StandingController
@@ -213,10 +214,11 @@ def test_the_status_is_the_clients_with_what_only_the_controller_knows(api: Serv
     one = api.http.get("/v1/models/a").json()
 
     expected = api.client.status_report().model_dump(mode="json", by_alias=True)
-    live = ("models", "errors", "updatedAt")
+    live = ("models", "errors", "updatedAt", "node")
     assert {k: v for k, v in status.items() if k not in live} == {
         k: v for k, v in expected.items() if k not in live
     }
+    assert status["node"] == discovery.node_name()
     assert status["errors"] == [*api.controller.problems, *expected["errors"]]
     a, b = status["models"]
     assert a["progress"]["bytes_done"] == 250 and a["progress"]["bytes_total"] == 1000
@@ -452,7 +454,7 @@ def test_a_stream_starts_with_the_status_then_carries_each_event(tmp_path: Path)
     assert retry == ["retry: 2000"]
     assert status[:2] == ["id: 0", "event: status"]
     first = json.loads(status[2].removeprefix("data: "))
-    assert first["status"] == report.model_dump(mode="json", by_alias=True)
+    assert first["status"] == status_file.to_dict(report)  # the status file's document
     assert phase == published.to_sse().decode().strip().split("\n")
 
 

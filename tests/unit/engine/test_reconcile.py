@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -27,6 +29,11 @@ def test_the_plan_comes_before_any_change_and_a_model_is_available_once_its_work
         hub.publish(m["repo"], {"config.json": b"{}", "model.safetensors": weights})
     work = Workdir(tmp_path / "work", hub.url)
     work.write_manifest(MODELS)
+    # `second`'s weights wait, mid-body, until a status has shown `first` done: the status is
+    # written at most once a second, so a wait bounded only by that second must see it.
+    held = hub.faults.hold("*/org/second/*/model.safetensors", after_bytes=100)
+    deadline = threading.Timer(15.0, held.release)  # a failing pass must not hang the test
+    deadline.start()
     plans: list[tuple[list[tuple[str, str]], bool, bool]] = []
     phases: list[dict[str, str]] = []
 
@@ -38,10 +45,15 @@ def test_the_plan_comes_before_any_change_and_a_model_is_available_once_its_work
     def on_status(report: StatusReport) -> None:
         on_disk = yaml.safe_load(work.status_file.read_text())  # written before it is told
         phases.append({m["name"]: m["phase"] for m in on_disk["models"]})
+        if phases[-1].get("first") == "AVAILABLE":
+            held.release()
 
-    result = reconcile(
-        loading.load(work.manifests), hooks=PassHooks(on_plan=on_plan, on_status=on_status)
-    )
+    try:
+        result = reconcile(
+            loading.load(work.manifests), hooks=PassHooks(on_plan=on_plan, on_status=on_status)
+        )
+    finally:
+        deadline.cancel()
 
     assert result.ok
     assert plans == [([("download", "first"), ("download", "second")], False, False)]
@@ -49,3 +61,63 @@ def test_the_plan_comes_before_any_change_and_a_model_is_available_once_its_work
     # from a re-read of `first` alone, not only when the whole pass ended.
     assert {"first": "AVAILABLE", "second": "DOWNLOADING"} in phases
     assert phases[-1] == {"first": "AVAILABLE", "second": "AVAILABLE"}
+
+
+def test_models_download_side_by_side_and_a_failure_fails_only_its_model(
+    tmp_path: Path, hub: LocalHub
+) -> None:
+    """The critical model's weights are held mid-body until the status shows the others done:
+    applied one model after another, the pass could never get there."""
+    models = [
+        {"name": "slow", "repo": "org/slow", "priority": "critical"},
+        {"name": "quick", "repo": "org/quick", "priority": "low"},
+        {"name": "broken", "repo": "org/broken", "priority": "low"},
+    ]
+    for m in models:
+        weights = safetensors_bytes(m["name"].encode() * 1000)
+        hub.publish(m["repo"], {"config.json": b"{}", "model.safetensors": weights})
+    hub.faults.fail("*/org/broken/resolve/*/model.safetensors", 404, times=None)
+    held = hub.faults.hold("*/org/slow/*/model.safetensors", after_bytes=100)
+    deadline = threading.Timer(15.0, held.release)  # a failing pass must not hang the test
+    deadline.start()
+    work = Workdir(tmp_path / "work", hub.url)
+    work.write_manifest(models)
+    phases: list[dict[str, str]] = []
+
+    def on_status(report: StatusReport) -> None:
+        phases.append({m.name: m.phase.value for m in report.models})
+        if phases[-1]["quick"] == "AVAILABLE" and phases[-1]["broken"] == "FAILED":
+            held.release()
+
+    try:
+        result = reconcile(loading.load(work.manifests), hooks=PassHooks(on_status=on_status))
+    finally:
+        deadline.cancel()
+
+    assert {"slow": "DOWNLOADING", "quick": "AVAILABLE", "broken": "FAILED"} in phases
+    assert set(result.outcome.failures) == {"broken"}
+    assert phases[-1] == {"slow": "AVAILABLE", "quick": "AVAILABLE", "broken": "FAILED"}
+
+
+def test_the_status_is_written_about_once_a_second_however_many_models_change(
+    tmp_path: Path, hub: LocalHub
+) -> None:
+    models = [{"name": f"m{i:02d}", "repo": f"org/m{i:02d}"} for i in range(30)]
+    for m in models:
+        hub.publish(m["repo"], {"config.json": m["name"].encode()})
+    work = Workdir(tmp_path / "work", hub.url)
+    work.write_manifest(models)
+    writes: list[float] = []
+
+    started = time.monotonic()
+    result = reconcile(
+        loading.load(work.manifests),
+        hooks=PassHooks(on_status=lambda _: writes.append(time.monotonic())),
+    )
+    elapsed = time.monotonic() - started
+
+    assert result.ok
+    # 60 phase changes; one write at the first, about one a second after, and the final one.
+    assert len(writes) <= elapsed + 2, (len(writes), elapsed)
+    assert all(b - a >= 0.9 for a, b in zip(writes[:-2], writes[1:-1], strict=True))
+    assert {m["phase"] for m in work.status()["models"]} == {"AVAILABLE"}

@@ -16,8 +16,18 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 def _kubernetes() -> dict[str, Any]:
-    docs = list(yaml.safe_load_all((EXAMPLES / "kubernetes" / "modelsync.yaml").read_text()))
-    return {d["kind"]: d for d in docs}
+    """The DaemonSet, and the ConfigMap the kustomization generates from the manifest files
+    (tests/e2e/test_kubernetes_example.py renders the whole base with kubectl)."""
+    base = EXAMPLES / "kubernetes"
+    docs = list(yaml.safe_load_all((base / "modelsync.yaml").read_text()))
+    (generator,) = yaml.safe_load((base / "kustomization.yaml").read_text())["configMapGenerator"]
+    files = [base / f for f in generator["files"]]
+    config_map = {
+        "kind": "ConfigMap",
+        "metadata": {"name": generator["name"]},
+        "data": {f.name: f.read_text() for f in files},
+    }
+    return {d["kind"]: d for d in [*docs, config_map]}
 
 
 def test_the_daemonset_probes_and_mounts_match_its_configmap_manifest(tmp_path: Path) -> None:

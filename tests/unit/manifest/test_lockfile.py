@@ -149,6 +149,35 @@ def test_parse_rejects_other_documents() -> None:
         parse("models: [\n", "x")
 
 
+@pytest.mark.parametrize(
+    ("document", "line", "named"),
+    [
+        ('models:\n  "a\\nb": {repo: org/x}\n', 4, "models.'a\\nb': missing field(s)"),
+        (
+            'models:\n  ok: {repo: org/x, "bad\\nfield": 1}\n',
+            4,
+            "models.ok: unknown field(s): 'bad\\nfield'",
+        ),
+        ('"x\\ry": 1\nmodels: {}\n', 0, "unknown field(s): 'x\\ry'"),
+    ],
+    ids=["model-name", "entry-field", "top-level-field"],
+)
+def test_a_key_with_a_control_character_is_quoted_on_one_line(
+    document: str, line: int, named: str
+) -> None:
+    """Each problem is one line of ``file:line: message``: a key holding a newline would
+    otherwise split it, and its second half would read as a line of its own."""
+    head = "apiVersion: modelsync/v1\nkind: ModelSetLock\n"
+    with pytest.raises(LockFileError) as caught:
+        parse(head + document, "m.lock.yaml")
+    message = str(caught.value)
+    assert len(message.splitlines()) == len(caught.value.problems)
+    assert all(re.match(r"m\.lock\.yaml:\d+: ", ln) for ln in message.splitlines()), message
+    assert any(named in p for p in caught.value.problems), caught.value.problems
+    if line:
+        assert f"m.lock.yaml:{line}: {named}" in message, message
+
+
 # --------------------------------------------------------------------------- freshness
 
 
