@@ -33,6 +33,7 @@ METADATA_TIMEOUT_S = 30.0
 RESOLVE_RETRY_DELAYS_S = (0.25, 0.75)
 
 _TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{8,}")
+_URL_RE = re.compile(r"https?://[^\s'\"<>]+")
 
 
 def configure(endpoint: str) -> None:
@@ -166,8 +167,8 @@ def to_hub_error(
         return HubError(
             Reason.ACCESS_DENIED,
             (
-                f"{repo} is gated: request access at {endpoint}/{repo}, then log in with "
-                "`hf auth login` or set HF_TOKEN"
+                f"{repo} is gated: request access at {_access_page(e, repo, endpoint)}, then "
+                "log in with `hf auth login` or set HF_TOKEN"
             ),
             transient=False,
         )
@@ -218,6 +219,17 @@ def to_hub_error(
     return HubError(
         reason, f"{where}: cannot reach {endpoint}: {type(e).__name__}: {detail}", transient=True
     )
+
+
+def _access_page(e: Exception, repo: str, endpoint: str) -> str:
+    """Where to ask for access: the page the server's message names, else the endpoint's.
+
+    A mirror is not where access is granted; it names the hub it fills from in its message,
+    as the Hub names its own page.
+    """
+    said = getattr(e, "server_message", None)
+    found = _URL_RE.search(said) if isinstance(said, str) else None
+    return redact(found.group().rstrip(".,;:)")) if found else f"{endpoint}/{repo}"
 
 
 def _detail(e: Exception) -> str:

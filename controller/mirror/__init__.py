@@ -10,7 +10,8 @@ derives the git and LFS ids the hub reports, ``documents`` renders the hub's JSO
 With an upstream it is a pull-through mirror: ``pull_through`` fills misses from it,
 ``upstream`` asks it about revisions and access, ``admission`` decides who may read a repo,
 ``fills`` coalesces concurrent downloads of a blob and serves them as they grow, ``budget``
-keeps the directory within its byte budget, ``metrics`` counts for Prometheus.
+keeps the directory within its byte budget, ``metrics`` counts for Prometheus, ``health``
+tells ``/healthz`` what its traffic has shown of the upstream.
 
 May: read a cache directory, serve HTTP; with an upstream, fill and evict in that directory
 (through the hub's transfer).  May not: hold test hooks.

@@ -9,6 +9,8 @@ Xet is never advertised, so clients always download over plain HTTP ranges.
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import datetime, timezone
 from typing import cast
 
@@ -19,6 +21,27 @@ JsonObject = dict[str, object]
 
 # ``/api/agent-harnesses``, which huggingface_hub asks for: this hub knows of none.
 EMPTY_REGISTRY: JsonObject = {"standardEnvVars": [], "harnesses": {}}
+
+
+# Encoded model-info documents kept, keyed by revision (and its stamp) and the query: the
+# answer every node asks of a mirror every pass, the same until the snapshot changes.
+DOCUMENT_CACHE_SIZE = 2048
+
+
+def model_info_document(rev: Revision, blobs: bool) -> bytes:
+    """``model_info_json`` encoded as sent; built once per settled revision and query."""
+    if rev.stamp is None:
+        return encode(model_info_json(rev, blobs))
+    return _settled_model_info(rev, blobs)
+
+
+@functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
+def _settled_model_info(rev: Revision, blobs: bool) -> bytes:
+    return encode(model_info_json(rev, blobs))
+
+
+def encode(payload: object) -> bytes:
+    return json.dumps(payload).encode()
 
 
 def model_info_json(rev: Revision, blobs: bool) -> JsonObject:

@@ -11,6 +11,9 @@ is held back until the transfer has verified the digest.  When it does not match
 client part-way through the body has its connection cut (a short read, which clients
 retry), the bad bytes are copied to the repo's ``.quarantine/`` for a person to look at, and
 the blob is fetched again; clients that had received nothing yet wait for the new bytes.
+When the upstream keeps sending bad bytes, the fill gives up, and for a short while requests
+for the blob are refused with the reason (:class:`GaveUp`) rather than starting a fill that
+would end the same way: a client told why can say why.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 from controller.cache import layout
+from controller.cache.hashing import HashKind
 from controller.domain import Reason
 from controller.hub import transfer
 from controller.hub.errors import HubError as TransferError
@@ -37,6 +42,11 @@ FILL_ATTEMPTS = 3  # whole downloads tried when the upstream keeps sending bad b
 # a node's controller does; the client's own retries carry on from there.
 FILL_RETRY = RetryPolicy(attempts=3, base=0.5, cap=4.0, max_retry_after=10.0)
 WAIT_SLICE = 1.0  # seconds a reader waits before checking again that its fill is alive
+# Seconds a blob whose upstream kept sending bad bytes is refused before it is fetched again:
+# long enough that a client's quick retries (a node's span about half a minute) all hear why,
+# and that a persistent fault costs the upstream a few copies a minute, not a stream of them;
+# short enough that a mended upstream is seen soon.
+GAVE_UP_TTL = 30.0
 
 
 def sendable(written: int, total: int, verified: bool) -> int:
@@ -82,6 +92,7 @@ class Fill:
         self.token = token
         self.blob = layout.blob_path(root, ref.repo, ref.etag or "")
         self.error: str | None = None
+        self.bad_bytes = False  # gave up because every download failed its hash
         self._on_fetched_bytes = on_fetched_bytes
         self._on_bad_body = on_bad_body
         self._changed = threading.Condition()
@@ -119,10 +130,19 @@ class Fill:
                     continue
                 self._settle(Outcome.VERIFIED, None)
                 return
-            self._settle(Outcome.FAILED, f"{self.ref.where}: the upstream kept sending bad bytes")
+            self.bad_bytes = True
+            self._settle(Outcome.FAILED, self._bad_bytes_message())
         except BaseException as error:  # a reader must never wait on a dead fill
             self._settle(Outcome.FAILED, f"{self.ref.where}: {type(error).__name__}: {error}")
             raise
+
+    def _bad_bytes_message(self) -> str:
+        kind = HashKind.of_blob_name(self.ref.etag or "")
+        digest = kind.value if kind is not None else "hash"
+        return (
+            f"the upstream hub sent bytes for {self.ref.where} that fail their {digest}, "
+            f"{FILL_ATTEMPTS} downloads in a row"
+        )
 
     # The transfer's side.
 
@@ -235,22 +255,47 @@ class GrowingBody:
         return _open_either(self.fill.blob, self.fill.blob)
 
 
-class Fills:
-    """The fills under way, one per blob: a request for a blob being filled joins its fill."""
+class GaveUp(Exception):
+    """The blob's last fill gave up on bad bytes; it is fetched again in ``retry_after`` s."""
 
-    def __init__(self) -> None:
+    def __init__(self, why: str, retry_after: float) -> None:
+        super().__init__(why)
+        self.why = why
+        self.retry_after = retry_after
+
+
+class Fills:
+    """The fills under way, one per blob: a request for a blob being filled joins its fill.
+
+    A blob whose fill gave up on bad bytes is refused (:class:`GaveUp`) for ``gave_up_ttl``
+    seconds after, by ``clock``.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, gave_up_ttl: float = GAVE_UP_TTL
+    ) -> None:
         self._fills: dict[Path, Fill] = {}
+        self._gave_up: dict[Path, tuple[str, float]] = {}  # blob -> (why, when)
+        self._clock = clock
+        self._gave_up_ttl = gave_up_ttl
         self._lock = threading.Lock()
 
     def join(self, blob: Path, start: Callable[[], Fill]) -> tuple[Fill, bool]:
-        """The fill of ``blob`` and whether it was already under way (True: coalesced)."""
+        """The fill of ``blob`` and whether it was already under way (True: coalesced);
+        raises :class:`GaveUp` while a fill of it that gave up is recent."""
         with self._lock:
+            self._refuse_if_gave_up(blob)
             fill = self._fills.get(blob)
             if fill is not None:
                 return fill, True
             fill = start()
             self._fills[blob] = fill
         return fill, False
+
+    def check(self, blob: Path) -> None:
+        """Raise :class:`GaveUp` while a fill of ``blob`` that gave up is recent."""
+        with self._lock:
+            self._refuse_if_gave_up(blob)
 
     def run(self, fill: Fill, after: Callable[[], None]) -> None:
         """Run ``fill`` on its own thread; ``after`` runs once it has ended and left."""
@@ -262,10 +307,31 @@ class Fills:
                 with self._lock:
                     if self._fills.get(fill.blob) is fill:
                         del self._fills[fill.blob]
+                    # In the same step as leaving: no request in between starts a new fill.
+                    if fill.bad_bytes and fill.error is not None:
+                        self._forget_old_refusals()
+                        self._gave_up[fill.blob] = (fill.error, self._clock())
                 fill.release()
                 after()
 
         threading.Thread(target=body, name=f"fill-{fill.blob.name[:12]}", daemon=True).start()
+
+    def _refuse_if_gave_up(self, blob: Path) -> None:
+        found = self._gave_up.get(blob)
+        if found is None:
+            return
+        why, when = found
+        left = self._gave_up_ttl - (self._clock() - when)
+        if left <= 0:
+            del self._gave_up[blob]
+            return
+        raise GaveUp(why, left)
+
+    def _forget_old_refusals(self) -> None:
+        now = self._clock()
+        for blob, (_, when) in list(self._gave_up.items()):
+            if now - when >= self._gave_up_ttl:
+                del self._gave_up[blob]
 
 
 def _open_either(partial: Path, blob: Path) -> int:

@@ -2,8 +2,8 @@
 
 The routes are those ``huggingface_hub`` uses to download: model info and revisions, tree
 listings and commits (paginated with ``Link`` headers), paths-info, refs, and ``resolve`` for
-files, with HEAD and byte ranges.  Anything else is answered, in the Hub's error format, as not
-served.
+files, with HEAD and byte ranges; and the mirror's own ``/healthz`` (and, with an upstream,
+``/metrics``).  Anything else is answered, in the Hub's error format, as not served.
 Keep-alive is on (the client pools connections), so every request's body is read in full and
 every failure either answers or closes the connection: a client never hangs on this side.
 """
@@ -29,12 +29,14 @@ from controller.cache import layout
 from controller.mirror.documents import (
     EMPTY_REGISTRY,
     commit_json,
-    model_info_json,
+    encode,
+    model_info_document,
     paths_info_json,
     refs_json,
     tree_entry_json,
 )
 from controller.mirror.errors import HubError
+from controller.mirror.health import SERVING
 from controller.mirror.ranges import Unsatisfiable, parse_range
 from controller.mirror.repo_view import FileEntry, RepoView, Revision, open_repo
 
@@ -220,7 +222,11 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         segments = target.path.split("/")[1:]
         query = parse_qs(target.query)
         pull = self.mirror.pull_through
-        if segments == ["metrics"] and pull is not None:
+        if segments == ["healthz"]:
+            # Up while it serves: with an upstream, whether that answers is in the body.
+            self._require(method, "GET", "HEAD")
+            self.send_json(method, 200, SERVING if pull is None else pull.health_report())
+        elif segments == ["metrics"] and pull is not None:
             self._require(method, "GET", "HEAD")
             data, content_type = pull.exposition(self.headers.get("Accept"))
             headers = [("Content-Type", content_type), ("Content-Length", str(len(data)))]
@@ -271,7 +277,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             self._require(method, "GET", "HEAD")
             revision = unquote("/".join(tail[1:])) if tail else "main"
             rev = view.revision(revision)
-            self.send_json(method, 200, model_info_json(rev, _flag(query, "blobs")))
+            self.send_document(method, 200, model_info_document(rev, _flag(query, "blobs")))
         elif tail[0] == "tree" and len(tail) >= 2:
             self._require(method, "GET", "HEAD")
             self._send_tree(method, view, tail[1], unquote("/".join(tail[2:])), query)
@@ -423,7 +429,16 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         payload: object,
         headers: Sequence[tuple[str, str]] = (),
     ) -> None:
-        data = json.dumps(payload).encode()
+        self.send_document(method, status, encode(payload), headers)
+
+    def send_document(
+        self,
+        method: str,
+        status: int,
+        data: bytes,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """A JSON document already encoded."""
         content = [("Content-Type", "application/json; charset=utf-8")]
         self.start_response(status, [*content, ("Content-Length", str(len(data))), *headers])
         if method != "HEAD":

@@ -12,6 +12,7 @@ clients ask (:mod:`controller.mirror.fills`), within the byte budget
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -31,8 +32,9 @@ from controller.mirror import metrics
 from controller.mirror.admission import ACCESS_TTL, Admission, OpenRepos
 from controller.mirror.budget import Held, Ledger
 from controller.mirror.errors import HubError
-from controller.mirror.fills import Fill, Fills, GrowingBody, Outcome
+from controller.mirror.fills import GAVE_UP_TTL, Fill, Fills, GaveUp, GrowingBody, Outcome
 from controller.mirror.handler import BlobContent, Body, Content
+from controller.mirror.health import UpstreamHealth
 from controller.mirror.repo_view import FileEntry, RepoView, Revision, open_repo
 from controller.mirror.upstream import Listing, Upstream, UpstreamUnavailable
 from controller.system.atomic import atomic_write_text
@@ -73,11 +75,13 @@ class PullThrough:
         max_bytes: int | None = None,
         revision_ttl: float = REVISION_TTL,
         access_ttl: float = ACCESS_TTL,
+        gave_up_ttl: float = GAVE_UP_TTL,
     ) -> None:
         self.root = root
         self.upstream = upstream
         self.revision_ttl = revision_ttl
         self.metrics = metrics.MirrorMetrics()
+        self.health = UpstreamHealth(upstream.endpoint, time.monotonic)
         self.ledger = Ledger(root, max_bytes, time.time, on_evicted=self._evicted)
         self.admission = Admission(
             self._counted(upstream.check),
@@ -86,7 +90,7 @@ class PullThrough:
             access_ttl,
             on_learned=self._save_open_repos,
         )
-        self.fills = Fills()
+        self.fills = Fills(time.monotonic, gave_up_ttl)
         collector = metrics.MirrorCollector(self.metrics, lambda: self.ledger.usage, max_bytes)
         self.registry = metrics.registry(collector)
         self._branches: dict[tuple[str, str], tuple[Listing, float]] = {}
@@ -123,8 +127,16 @@ class PullThrough:
                     self._link(entry, commit)
                     yield BlobContent(stream, self.metrics.adder("served_from_cache"))
                 return
-            fill = self._join_fill(entry, commit) if method == "GET" else None
+            try:
+                fill = self._join_fill(entry, commit) if method == "GET" else None
+                if fill is None:
+                    self.fills.check(entry.blob)
+            except GaveUp as gave_up:
+                raise _bad_bytes(gave_up) from None
             yield FillContent(entry.size, fill, self.metrics.adder("served_from_fill"))
+
+    def health_report(self) -> dict[str, object]:
+        return self.health.report()
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         return metrics.exposition(self.registry, accept)
@@ -190,7 +202,7 @@ class PullThrough:
                 self.root,
                 self.upstream.endpoint,
                 self.upstream.fill_token,
-                self.metrics.adder("fetched"),
+                self._fetched,
                 lambda: self.metrics.add("upstream_errors"),
             )
 
@@ -204,6 +216,7 @@ class PullThrough:
             room.close()
             if fill.outcome is Outcome.FAILED:
                 self.metrics.add("upstream_errors")
+                self.health.failed(fill.error or "a download from the upstream failed")
 
         self.fills.run(fill, after)
         return fill
@@ -221,16 +234,27 @@ class PullThrough:
     # Bookkeeping.
 
     def _counted(self, call: Callable[_P, _R]) -> Callable[_P, _R]:
-        """``call``, counting the upstream's failures (not its refusals) as errors."""
+        """``call``, counting the upstream's failures (not its refusals) as errors, and
+        noting for ``/healthz`` whether it answered."""
 
         def counted(*args: _P.args, **kwargs: _P.kwargs) -> _R:
             try:
-                return call(*args, **kwargs)
-            except UpstreamUnavailable:
+                result = call(*args, **kwargs)
+            except UpstreamUnavailable as error:
                 self.metrics.add("upstream_errors")
+                self.health.unreachable(str(error))
                 raise
+            except HubError:
+                self.health.answered()  # a refusal is an answer
+                raise
+            self.health.answered()
+            return result
 
         return counted
+
+    def _fetched(self, count: int) -> None:
+        self.metrics.add("fetched", count)
+        self.health.answered()
 
     def _evicted(self, held: Held) -> None:
         self.metrics.add("evictions")
@@ -275,6 +299,17 @@ class PulledRepo(RepoView):
             message = f"{self.repo_id} is not cached and the upstream hub is unreachable"
             raise HubError(503, "UpstreamUnavailable", message, headers=[("Retry-After", "10")])
         return view
+
+
+def _bad_bytes(gave_up: GaveUp) -> HubError:
+    """Said in the hub's format, so a client reports why instead of a short read.
+
+    No ``Retry-After``: a client waiting exactly that long would come back to a new fill
+    and be cut again, and report that instead of the reason; at its own pace it hears why.
+    """
+    again = math.ceil(gave_up.retry_after)
+    message = f"{gave_up.why}; the mirror fetches it again in {again} s"
+    return HubError(502, "UpstreamBadBytes", message)
 
 
 def _id_length(segments: list[str], marker: str | None) -> int:

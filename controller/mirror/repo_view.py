@@ -1,10 +1,12 @@
 """A repo of the served cache as the hub describes one: revisions, their files, refs and tags.
 
-The cache is re-read on every call, because the directory may change underneath (a
-controller downloading into it, a branch moving).  Every name comes from a request, so every
-path is checked to resolve inside the cache directory, and only what huggingface_hub writes
-is served: links from a snapshot into its own repo's ``blobs/`` (or plain copies, as with
-``HF_HUB_DISABLE_SYMLINKS``), never a partial download or a temporary file.
+The directory may change underneath (a controller downloading into it, a branch moving), so
+refs are re-read on every call; a revision's files are read again only when its
+:class:`Stamp` changes (a mirror answers the same revisions to many nodes every pass).
+Every name comes from a request, so every path is checked to resolve inside the cache
+directory, and only what huggingface_hub writes is served: links from a snapshot into its own
+repo's ``blobs/`` (or plain copies, as with ``HF_HUB_DISABLE_SYMLINKS``), never a partial
+download or a temporary file.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import contextlib
 import functools
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Exported lazily, which mypy cannot see; the module's documented import.
@@ -36,6 +39,28 @@ from controller.system.atomic import TEMP_NAME_RE
 
 # huggingface_hub rewrites refs/<name> through refs/<name>.<uuid8>.tmp.
 _CLIENT_TEMP_REF_RE = re.compile(r".+\.[0-9a-f]{8}\.tmp")
+
+# Revisions kept read, most recently asked first: a mirror's working set is the models its
+# nodes declare; a revision of 50 files costs tens of kB.
+REVISION_CACHE_SIZE = 1024
+# A directory changed this recently may change again within the same mtime tick, which its
+# stamp could not tell apart (git's "racily clean" files): such a revision is not cached.
+SETTLE_NS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What changes when a revision's servable files may have: every directory of its snapshot
+    (entries added, removed, relinked), the repo's ``blobs/`` (a blob arriving or deleted), and
+    every plain copy (HF_HUB_DISABLE_SYMLINKS: edited in place, no directory notices)."""
+
+    directories: tuple[tuple[str, int, int], ...]  # (path, inode, mtime_ns)
+    copies: tuple[tuple[str, int, int, int], ...]  # (path, inode, size, mtime_ns)
+
+    def settled(self, now_ns: int) -> bool:
+        newest = max((m for _, _, m in self.directories), default=0)
+        newest = max([newest, *(m for _, _, _, m in self.copies)])
+        return now_ns - newest > SETTLE_NS
 
 
 @dataclass(frozen=True)
@@ -62,10 +87,23 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class Revision:
+    """A revision's servable files.  Read under a settled ``stamp``, it is one value for
+    as long as the stamp holds, which is what its equality and hash say (documents built
+    from it are cached by them); without one, it is equal only to itself."""
+
     repo_id: str
     commit: str
     files: Mapping[str, FileEntry]
     last_modified: float
+    stamp: Stamp | None = field(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        if self.stamp is None or not isinstance(other, Revision):
+            return self is other
+        return (self.repo_id, self.commit, self.stamp) == (other.repo_id, other.commit, other.stamp)
+
+    def __hash__(self) -> int:
+        return hash((self.repo_id, self.commit, self.stamp)) if self.stamp is not None else id(self)
 
     def tree(self) -> GitTree:
         return build_tree({path: entry.blob_id for path, entry in self.files.items()})
@@ -93,17 +131,23 @@ class RepoView:
 
     def revision(self, revision: str) -> Revision:
         commit = self.resolve(revision)
-        snapshot = self._snapshot(commit)
-        files = {}
         try:
-            for rel, path in _walk(snapshot):
-                entry = self._entry(rel, path)
-                if entry is not None:
-                    files[rel] = entry
-            modified = snapshot.stat().st_mtime
+            stamp = _stamp(self._snapshot(commit), self.folder / "blobs")
+            if stamp.settled(time.time_ns()):
+                return _read_settled(self.root, self.repo_id, self.folder, commit, stamp)
+            return self._read(commit, None)
         except FileNotFoundError:  # the revision was deleted from the cache meanwhile
             raise HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}") from None
-        return Revision(self.repo_id, commit, files, modified)
+
+    def _read(self, commit: str, stamp: Stamp | None) -> Revision:
+        """Every servable file of the snapshot: a link resolved and checked per file."""
+        snapshot = self._snapshot(commit)
+        files = {}
+        for rel, path in _walk(snapshot):
+            entry = self._entry(rel, path)
+            if entry is not None:
+                files[rel] = entry
+        return Revision(self.repo_id, commit, files, snapshot.stat().st_mtime, stamp)
 
     def file(self, commit: str, path: str) -> FileEntry | None:
         """Look up one file without scanning the whole snapshot (HEADs come in storms)."""
@@ -221,6 +265,37 @@ def open_repo(root: Path, repo_id: str) -> RepoView | None:
     if not (folder / "snapshots").is_dir() or not _within(folder, root):
         return None
     return RepoView(root, repo_id, folder)
+
+
+@functools.lru_cache(maxsize=REVISION_CACHE_SIZE)
+def _read_settled(root: Path, repo_id: str, folder: Path, commit: str, stamp: Stamp) -> Revision:
+    """A revision read once per stamp: the stamp is part of the key, so a change reads anew
+    and the stale entry ages out of the LRU."""
+    return RepoView(root, repo_id, folder)._read(commit, stamp)
+
+
+def _stamp(snapshot: Path, blobs: Path) -> Stamp:
+    """One ``stat`` per directory and per plain copy, none per link (raises when gone)."""
+    directories: list[tuple[str, int, int]] = []
+    copies: list[tuple[str, int, int, int]] = []
+    for name, where in (("", snapshot), ("blobs/", blobs)):
+        info = where.stat()
+        directories.append((name, info.st_ino, info.st_mtime_ns))
+    pending = [("", snapshot)]
+    while pending:
+        prefix, directory = pending.pop()
+        with os.scandir(directory) as scan:
+            for entry in scan:
+                if entry.is_symlink():
+                    continue
+                info = entry.stat(follow_symlinks=False)
+                rel = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    directories.append((rel + "/", info.st_ino, info.st_mtime_ns))
+                    pending.append((rel + "/", Path(entry.path)))
+                else:
+                    pass
+    return Stamp(tuple(sorted(directories)), tuple(sorted(copies)))
 
 
 def _within(path: Path, root: Path) -> bool:

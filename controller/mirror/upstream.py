@@ -10,6 +10,7 @@ holds.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from controller.mirror.errors import HubError
 
 # Seconds a metadata request to the upstream may take: clients of the mirror wait on it.
 METADATA_TIMEOUT_S = 10.0
+_URL_RE = re.compile(r"https?://")
 
 
 class UpstreamUnavailable(Exception):
@@ -94,7 +96,7 @@ class Upstream:
                 timeout=METADATA_TIMEOUT_S,
             )
         except HfHubHTTPError as error:
-            raise _refusal(error, self.endpoint) from None
+            raise _refusal(error, self.endpoint, repo) from None
         except layout.UnsafePathError as error:
             raise UpstreamUnavailable(f"{self.endpoint} listed an {error}") from None
         except Exception as error:  # the connection, a timeout, a malformed answer
@@ -102,7 +104,7 @@ class Upstream:
             raise UpstreamUnavailable(f"cannot reach {self.endpoint}: {detail}") from None
 
 
-def _refusal(error: Any, endpoint: str) -> Exception:
+def _refusal(error: Any, endpoint: str, repo: str) -> Exception:
     """The upstream's error answer, kept as the hub's error for the client; a failure on the
     upstream's side (5xx, 429) means it is unavailable, not that the client may not read."""
     response = error.response
@@ -111,6 +113,10 @@ def _refusal(error: Any, endpoint: str) -> Exception:
         return UpstreamUnavailable(f"{endpoint} answered HTTP {status}")
     code = response.headers.get("X-Error-Code") or _default_code(status)
     message = response.headers.get("X-Error-Message") or f"{endpoint} answered HTTP {status}"
+    if code == "GatedRepo" and not _URL_RE.search(message):
+        # Access is granted upstream, not here: clients take the page to ask from this
+        # message (a mirror above this one has already named its own upstream's).
+        message = f"{message.rstrip()} Request access at {endpoint}/{repo}"
     return HubError(status, code, revisions.redact(message))
 
 

@@ -334,17 +334,27 @@ def test_a_corrupt_upstream_body_is_available_on_no_node_until_fixed(fleet: Flee
     fleet.hub.faults.corrupt(target, offset=MiB // 2, times=None)
     fleet.declare("corrupt", "corrupt", "fleet/corrupt")
 
-    failed: set[str] = set()
+    told_why: set[str] = set()
 
-    def failed_on_every_node() -> bool:
+    def failed_on_every_node_saying_why() -> bool:
         # Each node keeps retrying, so its phase goes FAILED, DOWNLOADING, FAILED...: what
-        # matters is that each one failed, and that none ever reported the model good.
-        phases = {n.name: n.phase("corrupt") for n in fleet.nodes}
-        assert "AVAILABLE" not in phases.values(), phases
-        failed.update(name for name, phase in phases.items() if phase == "FAILED")
-        return len(failed) == NODES
+        # matters is that each one failed, saying why (the mirror, once it has given up on
+        # the file, answers with the reason rather than cutting the body), and that none ever
+        # reported the model good.
+        entries = {n.name: n.model("corrupt") or {} for n in fleet.nodes}
+        assert all(e.get("phase") != "AVAILABLE" for e in entries.values()), entries
+        told_why.update(
+            name
+            for name, entry in entries.items()
+            if entry.get("phase") == "FAILED" and "fail their sha256" in entry["message"]
+        )
+        return len(told_why) == NODES
 
-    wait_until(failed_on_every_node, "every node to report the corrupt model FAILED", DEADLINE_S)
+    wait_until(
+        failed_on_every_node_saying_why,
+        "every node to report the corrupt model FAILED, with the reason",
+        DEADLINE_S,
+    )
     for node in fleet.nodes:
         assert not _snapshot_holds(node, "fleet/corrupt", "model.safetensors"), node.name
 
@@ -371,6 +381,9 @@ def test_a_gated_repo_needs_the_nodes_own_token_through_the_mirror(fleet: Fleet)
         assert entry is not None
         message = str(entry["message"])
         assert "gated" in message or "access" in message, message
+        # Where access is granted: the upstream hub's page for the repo, not the mirror's.
+        assert f"request access at {fleet.hub.url}/fleet/gated," in message, message
+        assert fleet.mirror.url not in message, message
         assert "Traceback" not in message
         assert not _snapshot_holds(node, "fleet/gated", "model.safetensors"), node.name
     for node in fleet.nodes:

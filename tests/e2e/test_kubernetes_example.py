@@ -19,6 +19,9 @@ from controller.api.listener import ApiListener
 from controller.cli.main import build_parser, usage_problem
 from controller.manifest.desired import to_desired
 from controller.manifest.loading import load_manifests
+from controller.mirror.pull_through import PullThrough
+from controller.mirror.server import HubServer
+from controller.mirror.upstream import Upstream
 from tests.support.cli import REPO_ROOT
 from tests.support.standing_controller import StandingController
 
@@ -69,6 +72,7 @@ def test_the_base_has_every_part(rendered: dict[tuple[str, str], Object]) -> Non
         ("DaemonSet", "modelsync"),
         ("ConfigMap", "modelsync-manifests"),
         ("PodMonitor", "modelsync"),
+        ("PodMonitor", "modelsync-mirror"),
         ("PrometheusRule", "modelsync"),
         ("Deployment", "sample-app"),
         ("ConfigMap", "modelsync-grafana-dashboard"),
@@ -130,6 +134,26 @@ def test_probes_are_routes_of_the_api(rendered: dict[tuple[str, str], Object]) -
             # Answered by a route (200 or 503), not "no such endpoint".
             assert answer.status_code in (200, 503), (probe["path"], answer.text)
             assert probe["port"] in [p["name"] for p in controller["ports"]]
+
+
+def test_the_mirrors_probes_and_scrape_are_routes_of_the_mirror(
+    rendered: dict[tuple[str, str], Object], tmp_path: Path
+) -> None:
+    statefulset = rendered[("StatefulSet", "modelsync-mirror")]
+    mirror = pod(statefulset)["containers"][0]
+    probes = [mirror[p]["httpGet"] for p in ("livenessProbe", "readinessProbe") if p in mirror]
+    assert len(probes) == 2
+    monitor = rendered[("PodMonitor", "modelsync-mirror")]
+    (scrape,) = monitor["spec"]["podMetricsEndpoints"]
+    selected = monitor["spec"]["selector"]["matchLabels"].items()
+    assert selected <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+    # An upstream nobody listens on: the probes must pass while the hub is down.
+    pull = PullThrough(tmp_path, Upstream("http://127.0.0.1:9", None))
+    with HubServer(tmp_path, pull_through=pull) as server:
+        for route in [*probes, scrape]:
+            assert route["port"] in [p["name"] for p in mirror["ports"]]
+            answer = httpx2.get(server.url + route["path"], timeout=10)
+            assert answer.status_code == 200, (route["path"], answer.text)
 
 
 def test_the_app_mounts_the_nodes_cache_read_only(

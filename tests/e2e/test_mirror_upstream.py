@@ -157,6 +157,57 @@ def test_a_corrupt_upstream_body_is_never_served_whole_and_is_fetched_again(
     assert (mirror.root / "models--acme--mirrored" / "blobs" / _sha256(BIG)).read_bytes() == BIG
 
 
+def _get_to_the_end(url: str) -> tuple[int, dict[str, str], bytes]:
+    """A GET read to its end, or to where the server cut it: (status, headers, body)."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+    try:
+        connection.request("GET", parts.path)
+        response = connection.getresponse()
+        try:
+            body = response.read()
+        except http.client.IncompleteRead as short:
+            body = short.partial
+        return response.status, dict(response.getheaders()), body
+    finally:
+        connection.close()
+
+
+def test_a_file_the_upstream_keeps_corrupting_is_refused_with_the_reason_for_a_while(
+    tmp_path: Path, hub: LocalHub
+) -> None:
+    hub.publish(REPO, {"big.bin": BIG})
+    hub.faults.corrupt("*/big.bin", offset=100, times=None)
+    served = Mirror(tmp_path / "mirror", hub.url, gave_up_ttl=5.0)
+    url = f"{served.url}/{REPO}/resolve/main/big.bin"
+    try:
+        # Clients part-way through a bad body are cut; once the mirror has given up on the
+        # file, the next request is told why in the hub's format.
+        answers = []
+
+        def refused() -> bool:
+            answers.append(_get_to_the_end(url))
+            status, _, body = answers[-1]
+            assert status != 200 or len(body) < len(BIG), "a whole bad body went out"
+            return status == 502
+
+        wait_until(refused, "the mirror to give up on the corrupt file", 60)
+        status, headers, body = answers[-1]
+        assert headers["X-Error-Code"] == "UpstreamBadBytes"
+        assert "fail their sha256" in headers["X-Error-Message"], headers
+        assert "fetches it again in" in headers["X-Error-Message"], headers
+        assert served.get(f"/{REPO}/resolve/main/big.bin").status_code == 502
+        assert httpx2.head(url, timeout=30).status_code == 502
+        assert len(_body_gets(hub, "big.bin")) == 3  # the refusal costs the upstream nothing
+
+        # Once the upstream is mended and the while is over, the file is fetched again.
+        hub.faults.clear()
+        wait_until(lambda: _get_to_the_end(url)[0] == 200, "the file to be fetched again", 60)
+        assert _sha256(served.get(f"/{REPO}/resolve/main/big.bin").content) == _sha256(BIG)
+    finally:
+        served.stop()
+
+
 def test_while_the_upstream_is_down_cached_commits_and_known_branches_are_served(
     tmp_path: Path, hub: LocalHub
 ) -> None:
@@ -179,14 +230,52 @@ def test_while_the_upstream_is_down_cached_commits_and_known_branches_are_served
         served.stop()
 
 
+def test_healthz_is_ok_while_serving_and_says_whether_the_upstream_answers(
+    tmp_path: Path, hub: LocalHub
+) -> None:
+    hub.publish(REPO, {"config.json": b"{}"})
+    with HubServer(tmp_path / "read-only") as read_only:
+        plain = httpx2.get(read_only.url + "/healthz", timeout=30)
+    assert (plain.status_code, plain.json()) == (200, {"status": "serving"})
+
+    served = Mirror(tmp_path / "mirror", hub.url, revision_ttl=0.0)
+    try:
+        assert served.get("/healthz").json()["upstream"]["reachable"] is None  # not asked yet
+        assert served.get(f"/{REPO}/resolve/main/config.json").content == b"{}"
+        up = served.get("/healthz")
+        assert up.status_code == 200
+        assert up.json()["upstream"] | {"last_answer_seconds_ago": 0} == {
+            "url": hub.url,
+            "reachable": True,
+            "last_answer_seconds_ago": 0,
+            "last_error_seconds_ago": None,
+            "last_error": None,
+        }
+        upstream_url = hub.url
+        hub.server.stop()
+        # Still serving what it holds, so still healthy; the body says the upstream is not.
+        assert served.get(f"/{REPO}/resolve/main/config.json").content == b"{}"
+        down = served.get("/healthz")
+        assert down.status_code == 200 and down.json()["status"] == "serving"
+        upstream = down.json()["upstream"]
+        assert upstream["reachable"] is False
+        assert upstream_url in upstream["last_error"] and upstream["last_error_seconds_ago"] >= 0
+        assert "hf_mirrortoken1234" not in down.text
+        assert httpx2.head(served.url + "/healthz", timeout=30).status_code == 200
+    finally:
+        served.stop()
+
+
 def test_a_gated_repo_is_served_only_to_tokens_the_upstream_accepts(
     tmp_path: Path, hub: LocalHub, mirror: Mirror
 ) -> None:
     hub.publish(REPO, {"config.json": b"{}"}, gated=True)
     hub.accept_token(REPO, "hf_mirrortoken1234")
     hub.accept_token(REPO, "hf_allowednode5678")
-    with pytest.raises(GatedRepoError):
+    with pytest.raises(GatedRepoError) as refused:
         hf_hub_download(REPO, "config.json", cache_dir=tmp_path / "anon", endpoint=mirror.url)
+    # Access is asked for where it is granted: the upstream's page, not the mirror's.
+    assert f"Request access at {hub.url}/{REPO}" in (refused.value.server_message or "")
     with pytest.raises(GatedRepoError):
         hf_hub_download(
             REPO,

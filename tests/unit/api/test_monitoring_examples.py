@@ -1,6 +1,6 @@
 """examples/monitoring: every metric the alerting rules and the Grafana dashboard query is one
-a controller exports -- scraped from the real app's /metrics -- so renaming a metric breaks
-this test rather than, silently, an alert."""
+a controller or the mirror exports -- scraped from the real app's /metrics and the mirror's
+collector -- so renaming a metric breaks this test rather than, silently, an alert."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.domain import Disk, Phase
+from controller.mirror import metrics as mirror_metrics
 from tests.support.status_reports import model_status, status_report
 from tests.unit.api.test_app import serve
 
@@ -50,16 +51,23 @@ def dashboard_expressions() -> list[str]:
     return [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", ())]
 
 
+def names_in(exposition: str) -> set[str]:
+    families = list(text_string_to_metric_families(exposition))
+    return {f.name for f in families} | {s.name for f in families for s in f.samples}
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
-    """Every family and sample name a controller with a model, a pass and a disk exports."""
+    """Every family and sample name a controller with a model, a pass and a disk exports,
+    and every one a mirror with a budget exports."""
     with serve(tmp_path_factory.mktemp("scraped")) as served:
         served.controller.report = status_report(model_status("a", Phase.AVAILABLE))
         served.controller.disk = Disk(total=10**12, free=4 * 10**11)
         served.controller.metrics.record_pass(1.5, ok=True)
         text = served.http.get("/metrics").text
-    families = list(text_string_to_metric_families(text))
-    yield {f.name for f in families} | {s.name for f in families for s in f.samples}
+    mirror = mirror_metrics.MirrorCollector(mirror_metrics.MirrorMetrics(), lambda: 0, 10**12)
+    mirror_text, _ = mirror_metrics.exposition(mirror_metrics.registry(mirror), None)
+    yield names_in(text) | names_in(mirror_text.decode())
 
 
 def test_the_rules_cover_what_the_fleet_alerts_on() -> None:
@@ -73,6 +81,7 @@ def test_the_rules_cover_what_the_fleet_alerts_on() -> None:
     } <= set(rules)
     assert 'phase="CORRUPTED"' in rules["ModelsyncModelCorrupted"]
     assert "> 0.9" in rules["ModelsyncDiskBudgetHigh"]
+    assert "modelsync_mirror_upstream_errors_total" in rules["ModelsyncMirrorUpstreamErrors"]
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from controller.domain import (
+    Action,
     ActionKind,
     DesiredModel,
+    FileWork,
     Plan,
     Reason,
     RetentionMode,
@@ -23,7 +25,7 @@ from controller.domain.budget import Budget
 from controller.planning.planner import plan
 from reconcilers import integrity, retention
 from tests.support.factories import C1, NOW, desired
-from tests.support.workspace import FakeWorkspace
+from tests.support.workspace import FakeWorkspace, digest
 
 FILES = {"config.json": b'{"hidden_size": 8}', "model.safetensors": bytes(range(256)) * 4}
 MODEL = DesiredModel(name="a", repo="org/a")
@@ -169,10 +171,36 @@ def test_recommend_mode_only_recommends_the_deletion() -> None:
 
 
 def test_the_deletion_names_the_files_and_the_grace() -> None:
+    case = Case({DAMAGED: NOW - 8 * DAY, OTHER_DAMAGED: NOW - 9 * DAY})
+    fake = world(case)
+    (action,) = [a for a in plan_of(case, fake).actions if a.kind is ActionKind.DELETE]
+    blobs = sorted((digest(DAMAGED), digest(OTHER_DAMAGED)))
+    sizes = {digest(DAMAGED): 100, digest(OTHER_DAMAGED): 80}
+    # (The planner adds the model's priority; retention's part is the rest.)
+    assert replace(action, priority=None, priority_reason="") == Action(
+        kind=ActionKind.DELETE,
+        model="a",
+        repo="org/a",
+        revision="",  # quarantined bytes belong to no commit and no ref
+        commit="",
+        files=tuple(FileWork(f".quarantine/{b}", sizes[b], b) for b in blobs),
+        bytes=180,
+        reason=Reason.QUARANTINE_EXPIRED,
+        message=(
+            "2 damaged files quarantined since 2026-11-17 12:00:00 UTC, over "
+            "retention.quarantine_grace 7 days; frees 180 B"
+        ),
+    )
+    result = retention.apply(action, fake)
+    assert result.action == action and result.ok and not fake.quarantined
+
+
+def test_quarantine_and_other_deletions_free_room_together() -> None:
     case = Case({DAMAGED: NOW - 8 * DAY})
-    (action,) = [a for a in plan_of(case, world(case)).actions if a.kind is ActionKind.DELETE]
-    assert [f.path for f in action.files] == [f".quarantine/{action.files[0].etag}"]
-    assert "quarantine_grace 7 days" in action.message and "frees 100 B" in action.message
+    fake = world(case)
+    fake.put("org/gone", C1, {"old.bin": b"x" * 1000}, owner="gone")
+    p = plan_of(case, fake, budget=1)
+    assert p.budget is not None and p.budget.freed == 1100
 
 
 def test_a_file_the_apply_quarantines_is_dated_by_the_move() -> None:

@@ -74,6 +74,7 @@ class World:
     pending: tuple[DeletionRecord, ...] = ()
     orphans: dict[str, dict[str, int]] = field(default_factory=dict)  # repo -> blob -> size
     switched: dict[str, datetime] = field(default_factory=dict)  # repo -> refs/main's mtime
+    owners: dict[str, str] = field(default_factory=dict)  # repo -> the model that downloaded it
 
     def declared(self) -> DesiredState:
         return DesiredState(
@@ -91,7 +92,7 @@ class World:
         refs: dict[str, dict[str, str]] = {}
         owned: list[OwnedFile] = []
         verifications: dict[tuple[str, str], Verification] = {}
-        owner = {mod.repo: mod.name for mod in self.models}
+        owner = {mod.repo: mod.name for mod in self.models} | self.owners
 
         def put(repo: str, commit: str, files: tuple[RemoteFile, ...], model: str) -> None:
             snap = snapshots.setdefault(repo, {}).setdefault(commit, {})
