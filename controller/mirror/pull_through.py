@@ -147,8 +147,10 @@ class PullThrough:
     # Revisions.
 
     def listing(self, repo: str, revision: str) -> Listing | None:
-        """``repo@revision`` as the upstream lists it; None when it cannot be asked."""
+        """``repo@revision`` as the upstream lists it, or last listed it when it cannot be
+        asked now; None when it never answered for it."""
         name = revision.removeprefix("refs/heads/").removeprefix("refs/tags/")
+        cached: tuple[Listing, float] | None = None
         if is_commit(name):
             with self._lock:
                 known = self._commits.get((repo, name))
@@ -162,7 +164,9 @@ class PullThrough:
         try:
             listing = self._counted(self.upstream.listing)(repo, revision)
         except UpstreamUnavailable:
-            return None
+            # The branch's last answer, however old, rather than DIR's snapshot: DIR may hold
+            # part of the commit, and listing that part would tell a node the model is whole.
+            return cached[0] if cached is not None else None
         self._remember(listing, name)
         return listing
 

@@ -294,7 +294,7 @@ def _stamp(snapshot: Path, blobs: Path) -> Stamp:
                     directories.append((rel + "/", info.st_ino, info.st_mtime_ns))
                     pending.append((rel + "/", Path(entry.path)))
                 else:
-                    pass
+                    copies.append((rel, info.st_ino, info.st_size, info.st_mtime_ns))
     return Stamp(tuple(sorted(directories)), tuple(sorted(copies)))
 
 

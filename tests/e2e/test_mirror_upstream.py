@@ -230,6 +230,27 @@ def test_while_the_upstream_is_down_cached_commits_and_known_branches_are_served
         served.stop()
 
 
+def test_while_the_upstream_is_down_a_commit_held_in_part_is_still_listed_whole(
+    tmp_path: Path, hub: LocalHub
+) -> None:
+    hub.publish(REPO, {"config.json": b"{}", "model.safetensors": BIG})
+    served = Mirror(tmp_path / "mirror", hub.url, revision_ttl=0.0)
+    try:
+        hf_hub_download(REPO, "config.json", cache_dir=tmp_path / "first", endpoint=served.url)
+        # The upstream fails on its side for every question about revisions, not for files.
+        hub.faults.fail("/api/models/*", 503, times=None)
+        listed = served.get(f"/api/models/{REPO}/revision/main?blobs=true")
+        assert listed.status_code == 200, listed.text
+        # DIR holds only config.json: listing just that would tell a node the model is whole.
+        siblings = sorted(s["rfilename"] for s in listed.json()["siblings"])
+        assert siblings == ["config.json", "model.safetensors"]
+        folder = snapshot_download(REPO, cache_dir=tmp_path / "node", endpoint=served.url)
+        assert (Path(folder) / "model.safetensors").read_bytes() == BIG
+        assert served.pull.metrics.upstream_errors > 0
+    finally:
+        served.stop()
+
+
 def test_healthz_is_ok_while_serving_and_says_whether_the_upstream_answers(
     tmp_path: Path, hub: LocalHub
 ) -> None:

@@ -197,7 +197,9 @@ class Faults:
     def corrupt(
         self, path_glob: str, *, offset: int = 0, method: str = "GET", times: int | None = 1
     ) -> None:
-        """Flip the byte at ``offset`` of the body; headers stay those of the real file."""
+        """Flip the byte at ``offset`` of the file (of the document, for JSON), whatever range
+        a response covers: no response carries the right byte there, and one that does not
+        cover it goes out intact.  Headers stay those of the real file."""
         self._add(method, path_glob, CorruptFault(offset), times)
 
     def hold(

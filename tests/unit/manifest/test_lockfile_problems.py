@@ -20,6 +20,7 @@ from controller.manifest.lockfile import (
     lock_steps,
     parse,
     remote_from_entry,
+    render,
 )
 from tests.support.factories import C1
 
@@ -101,6 +102,44 @@ DAMAGED: dict[str, tuple[str, list[str]]] = {
             "3: models.m: missing field(s): repo, revision, include, exclude, commit, files",
         ],
     ),
+    "an empty file": ("", ["1: expected a ModelSetLock document (a mapping)"]),
+    "another kind, unknown fields quoted when they hold quotes": (
+        "apiVersion: modelsync/v1\nkind: Other\nzz: 1\n\"a'b\": 2\n'a\"b': 3\n",
+        [
+            "1: unknown field(s): \"a'b\", 'a\"b', zz",
+            "2: kind: expected 'ModelSetLock', got 'Other'",
+        ],
+    ),
+    "models not a mapping": (
+        HEAD + "models: [m]\n",
+        ["3: models: expected a mapping of model name to entry"],
+    ),
+    "a model name that is not a string, then a bad entry": (
+        HEAD + "models:\n  1: {}\n  m: 5\n",
+        ["3: models: model names must be strings, got 1", "5: models.m: expected a mapping"],
+    ),
+    "every field of an entry wrong": (
+        HEAD
+        + entry("", include="x")
+        .replace("repo: org/m", "repo: ''")
+        .replace("revision: main", "revision: 5")
+        .replace("exclude: []", "exclude: [1]\n    zz: 1\n    aa: 2"),
+        [
+            "4: models.m: unknown field(s): aa, zz",
+            "5: models.m.repo: expected a non-empty string, got ''",
+            "6: models.m.revision: expected a non-empty string, got 5",
+            "7: models.m.include: expected a list of patterns, got 'x'",
+            "8: models.m.exclude: expected a list of patterns, got [1]",
+        ],
+    ),
+    "an empty pattern": (
+        HEAD + entry("", include="['*.json', '']"),
+        ["7: models.m.include: expected a list of patterns, got ['*.json', '']"],
+    ),
+    "a blob id that is not one": (
+        HEAD + entry("- {path: a.json, size: 1, blob_id: 'c0ffee'}"),
+        ["11: models.m.files[0].blob_id: expected 40 lowercase hex digits, got 'c0ffee'"],
+    ),
     "apiVersion missing, a field named like its first letter": (
         "kind: ModelSetLock\nmodels: {}\na: 1\n",
         ["1: unknown field(s): a", "1: apiVersion: expected 'modelsync/v1', got None"],
@@ -121,6 +160,39 @@ def test_each_problem_is_said_once_at_its_line(case: str) -> None:
 def test_a_path_that_could_leave_the_snapshot_is_refused(path: str) -> None:
     text = HEAD + entry(f"- {{path: '{path}', size: 1, blob_id: '{BLOB}'}}")
     assert problems(text) == [f"11: models.m.files[0].path: unsafe file name {path!r}"]
+
+
+def test_an_empty_file_is_locked_with_size_zero() -> None:
+    text = HEAD + entry(f"- {{path: __init__.py, size: 0, blob_id: '{BLOB}'}}")
+    (m,) = parse(text, "m.lock.yaml").models.values()
+    assert m.files == (LockedFile("__init__.py", 0, blob_id=BLOB),)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "models: {\n  tiny: [\n",
+            "3: not valid YAML (expected the node content, but found '<stream end>')",
+        ),
+        (
+            "\n\n\nkind: \x00\n",
+            "4: not valid YAML (unacceptable character #x0000: special characters are not "
+            'allowed in "<unicode string>", position 9)',
+        ),
+    ],
+)
+def test_a_lock_that_is_not_yaml_says_why_in_one_line(text: str, said: str) -> None:
+    assert problems(text) == [said]
+
+
+def test_render_keeps_each_file_on_one_line_as_written() -> None:
+    """No wrapping however long the path, and no escapes for a path that is not ASCII."""
+    path = "modèles/" + "très-long-" * 12 + "poids.safetensors"
+    entry_ = LockedModel("org/m", "main", (), (), C1, (LockedFile(path, 5, sha256=SHA),))
+    text = render(LockFile({"m": entry_}), "m.yaml")
+    assert f"    - {{path: {path}, size: 5, sha256: {SHA}}}\n" in text
+    assert parse(text, "m.lock.yaml") == LockFile({"m": entry_})
 
 
 @pytest.mark.parametrize("path", ["a.json", "dir/a:b.json", ".gitattributes", "a..b/c"])

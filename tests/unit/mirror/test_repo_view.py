@@ -2,8 +2,9 @@
 its snapshot shows in the next answer: files added below, links dropped, blobs deleted, plain
 copies edited in place.
 
-Each change is made, then every directory's mtime is set back an hour, so the revision is
-"settled" again and only its stamp can tell the change apart from the remembered answer.
+Every file and directory is dated an hour back, then each change is made and what it touched
+dated a minute later, still long ago: the revision is "settled" again, and only its stamp can
+tell the change apart from the remembered answer.
 """
 
 from __future__ import annotations
@@ -20,17 +21,24 @@ from tests.support.repos import publish, repo_folder
 
 REPO = "org/model"
 AN_HOUR = 3600
+# One instant for every settle(): a stamp may only differ by what the change itself touched.
+PAST = time.time() - AN_HOUR
 
 
 def settle(folder: Path) -> None:
     """Every directory and plain file below ``folder`` last changed an hour ago."""
-    past = time.time() - AN_HOUR
+    past = PAST
     for directory, _, names in os.walk(folder):
         for name in names:
             path = Path(directory) / name
             if not path.is_symlink():
                 os.utime(path, (past, past))
         os.utime(directory, (past, past))
+
+
+def touched(path: Path) -> None:
+    """What a change modified, dated a minute after ``settle`` dated everything."""
+    os.utime(path, (PAST + 60, PAST + 60), follow_symlinks=False)
 
 
 def revision(cache: Path) -> Revision:
@@ -65,7 +73,7 @@ def test_a_file_linked_in_a_subdirectory_is_served_next(tmp_path: Path) -> None:
     assert set(served(cache)) == {"config.json", "sub/a.json"}
     target = os.readlink(snapshot / "sub" / "a.json")
     os.symlink(target, snapshot / "sub" / "b.json")
-    settle(snapshot.parents[1])
+    touched(snapshot / "sub")
     assert set(served(cache)) == {"config.json", "sub/a.json", "sub/b.json"}
 
 
@@ -74,7 +82,7 @@ def test_a_deleted_blob_is_no_longer_listed(tmp_path: Path) -> None:
     assert "config.json" in served(cache)
     blob = (snapshot / "config.json").resolve()
     blob.unlink()
-    settle(snapshot.parents[1])
+    touched(blob.parent)
     assert set(served(cache)) == {"sub/a.json"}
 
 
@@ -87,7 +95,7 @@ def test_a_plain_copy_edited_in_place_is_hashed_again(tmp_path: Path) -> None:
     assert served(cache)["config.json"] == digest_bytes(b"{}", HashKind.GIT_BLOB_SHA1)
     with copy.open("r+b") as stream:  # same inode, same directory: only the file's stat moves
         stream.write(b"[]")
-    os.utime(copy, (time.time() - AN_HOUR / 2, time.time() - AN_HOUR / 2))
+    touched(copy)
     assert served(cache)["config.json"] == digest_bytes(b"[]", HashKind.GIT_BLOB_SHA1)
 
 

@@ -752,3 +752,44 @@ def test_other_work_does_not_restart_the_grace_period() -> None:
         (ActionKind.DELETE, C1, Reason.OLD_REVISION),
     ]
     assert p.withheld == ()
+
+
+# ---------------------------------------------------------------- what stays
+
+
+@pytest.mark.parametrize(
+    "first",
+    [m("left-alone", suspend=True), on_demand("evicted")],
+    ids=["after-a-suspended-model", "after-an-evicted-model"],
+)
+def test_a_model_declared_after_one_that_needs_nothing_keeps_its_files(
+    first: DesiredModel,
+) -> None:
+    world = World(models=(first, m("kept")), present=present("kept"), evicted={"evicted"})
+    assert cleanup(world).deletions == ()
+
+
+def test_a_file_the_hub_does_not_list_stays_while_the_patterns_select_it() -> None:
+    local = RemoteFile("local.json", 5, "9" * 40)
+    world = World(models=(m("a"),), present=present("a"), extra={"org/a": {C1: (local,)}})
+    assert cleanup(world).deletions == ()
+
+
+def test_an_eviction_leaves_what_another_model_needs() -> None:
+    json_only = DesiredModel(name="json", repo="org/b", include=("*.json",))
+    world = World(models=(json_only, on_demand("b")), present=present("b"))
+    assert list(cleanup(world).deletions) == [
+        deletion(
+            "b", fw(WEIGHTS), WEIGHTS.size, Reason.UNUSED, f"{UNUSED} when requested; frees 1.0 kB"
+        )
+    ]
+
+
+def test_a_model_with_work_in_the_plan_is_not_evicted_and_says_so() -> None:
+    world = World(
+        models=(m("a"), on_demand("b")),
+        present={"org/a": (C1, FILES), "org/b": (C1, (CONFIG,))},  # b's weights to download
+        usage={"b": (0.01, NOW)},
+    )
+    (error,) = world.plan(SIZE).errors
+    assert "b (has other work in this plan)" in error
