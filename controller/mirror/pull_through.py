@@ -2,9 +2,10 @@
 
 Each request names a repo; it is served only to whom the upstream would serve it
 (:mod:`controller.mirror.admission`).  A revision is asked upstream (a branch's answer
-trusted for :data:`REVISION_TTL` seconds, a commit's for good) and its branch written to
-DIR's ``refs/``, so that while the upstream is down a commit, and a branch it answered
-before, are still served from what DIR holds.  A file DIR lacks is fetched once however many
+trusted for :data:`REVISION_TTL` seconds, a commit's for good), its branch written to DIR's
+``refs/`` and the commit's listing kept in DIR (:mod:`controller.mirror.listings`), so that
+while the upstream is down, also after a restart, a commit and a branch it answered before
+are listed whole, never as the part DIR holds.  A file DIR lacks is fetched once however many
 clients ask (:mod:`controller.mirror.fills`), within the byte budget
 (:mod:`controller.mirror.budget`).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -35,9 +37,10 @@ from controller.mirror.errors import HubError
 from controller.mirror.fills import GAVE_UP_TTL, Fill, Fills, GaveUp, GrowingBody, Outcome
 from controller.mirror.handler import BlobContent, Body, Content
 from controller.mirror.health import UpstreamHealth
+from controller.mirror.listings import Listings
 from controller.mirror.repo_view import FileEntry, RepoView, Revision, open_repo
 from controller.mirror.upstream import Listing, Upstream, UpstreamUnavailable
-from controller.system.atomic import atomic_write_text
+from controller.system.atomic import TEMP_NAME_RE, atomic_write_text
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -82,6 +85,8 @@ class PullThrough:
         self.revision_ttl = revision_ttl
         self.metrics = metrics.MirrorMetrics()
         self.health = UpstreamHealth(upstream.endpoint, time.monotonic)
+        self.listings = Listings(root)
+        self.listings.forget_orphans()
         self.ledger = Ledger(root, max_bytes, time.time, on_evicted=self._evicted)
         self.admission = Admission(
             self._counted(upstream.check),
@@ -152,8 +157,7 @@ class PullThrough:
         name = revision.removeprefix("refs/heads/").removeprefix("refs/tags/")
         cached: tuple[Listing, float] | None = None
         if is_commit(name):
-            with self._lock:
-                known = self._commits.get((repo, name))
+            known = self._known_commit(repo, name)
             if known is not None:
                 return known
         else:
@@ -166,22 +170,51 @@ class PullThrough:
         except UpstreamUnavailable:
             # The branch's last answer, however old, rather than DIR's snapshot: DIR may hold
             # part of the commit, and listing that part would tell a node the model is whole.
-            return cached[0] if cached is not None else None
+            return cached[0] if cached is not None else self._last_branch_answer(repo, name)
         self._remember(listing, name)
         return listing
 
+    def _known_commit(self, repo: str, commit: str) -> Listing | None:
+        """The upstream's listing of ``repo@commit``, remembered or kept in DIR."""
+        with self._lock:
+            known = self._commits.get((repo, commit))
+        if known is not None:
+            return known
+        kept = self.listings.load(repo, commit)
+        if kept is not None:
+            self._remember_commit(kept)
+        return kept
+
+    def _last_branch_answer(self, repo: str, name: str) -> Listing | None:
+        """After a restart: the commit DIR's ref says the branch last named, as listed then."""
+        if is_commit(name):
+            return None
+        try:
+            ref = layout.ref_path(self.root, repo, layout.check_ref_name(name))
+        except ValueError:
+            return None
+        commit = layout.read_ref(ref)
+        return self._known_commit(repo, commit) if commit is not None else None
+
     def _remember(self, listing: Listing, name: str) -> None:
+        self._remember_commit(listing)
+        if not is_commit(name):
+            with self._lock:
+                self._branches[(listing.repo, name)] = (listing, time.monotonic())
+        snapshot = layout.snapshot_dir(self.root, listing.repo, listing.commit)
+        snapshot.mkdir(parents=True, exist_ok=True)
+        # Kept before any of the commit's files is fetched, so DIR never holds part of a
+        # commit without the listing of the whole.
+        self.listings.save(listing)
+        if not is_commit(name):
+            self._write_ref(listing.repo, name, listing.commit)
+
+    def _remember_commit(self, listing: Listing) -> None:
         with self._lock:
             self._commits[(listing.repo, listing.commit)] = listing
             self._commits.move_to_end((listing.repo, listing.commit))
             while len(self._commits) > MAX_COMMITS_REMEMBERED:
                 self._commits.popitem(last=False)
-            if not is_commit(name):
-                self._branches[(listing.repo, name)] = (listing, time.monotonic())
-        snapshot = layout.snapshot_dir(self.root, listing.repo, listing.commit)
-        snapshot.mkdir(parents=True, exist_ok=True)
-        if not is_commit(name):
-            self._write_ref(listing.repo, name, listing.commit)
 
     def _write_ref(self, repo: str, name: str, commit: str) -> None:
         """DIR remembers what the branch named, for when the upstream is down."""
@@ -199,7 +232,9 @@ class PullThrough:
 
         def start() -> Fill:
             room.enter_context(self.ledger.room_for(entry.blob, entry.size))
-            ref = transfer.FileRef(_repo_of(entry.blob), entry.path, commit, entry.etag, entry.size)
+            repo = _repo_of(entry.blob)
+            self._keep_listing(repo, commit)
+            ref = transfer.FileRef(repo, entry.path, commit, entry.etag, entry.size)
             return Fill(
                 ref,
                 entry.size,
@@ -224,6 +259,14 @@ class PullThrough:
 
         self.fills.run(fill, after)
         return fill
+
+    def _keep_listing(self, repo: str, commit: str) -> None:
+        """Keep the commit's listing in DIR before one of its files lands there: forgotten
+        when the budget evicted the commit's last file, it is still remembered here."""
+        with self._lock:
+            known = self._commits.get((repo, commit))
+        if known is not None:
+            self.listings.save(known)
 
     def _link(self, entry: FileEntry, commit: str) -> None:
         """Link a blob DIR holds into the commit it is served for, so the commit stays
@@ -263,6 +306,8 @@ class PullThrough:
     def _evicted(self, held: Held) -> None:
         self.metrics.add("evictions")
         self.metrics.add("evicted_bytes", held.size)
+        blob = self.root / held.key
+        self.listings.forget_evicted(_repo_of(blob), blob.name)
 
     def _save_open_repos(self) -> None:
         self.ledger.open_repos = self.admission.open_repos.snapshot()
@@ -283,14 +328,21 @@ class PulledRepo(RepoView):
     def revision(self, revision: str) -> Revision:
         listing = self.pull.listing(self.repo_id, revision)
         if listing is None:
-            return self._local().revision(revision)
+            local = self._local()
+            held = local.revision(revision)
+            if not _held_whole(local.folder, held):
+                raise _unavailable(f"{self.repo_id}@{held.commit} is held in part")
+            return held
         files = {path: self._entry_of(e.path, e.etag, e.size) for path, e in listing.files.items()}
         return Revision(self.repo_id, listing.commit, files, listing.last_modified)
 
     def file(self, commit: str, path: str) -> FileEntry | None:
         listing = self.pull.listing(self.repo_id, commit)
         if listing is None:
-            return self._local().file(commit, path)
+            held = self._local().file(commit, path)
+            if held is None:  # whether the commit has it, only the upstream can say
+                raise _unavailable(f"{self.repo_id}@{commit} holds no {path}")
+            return held
         entry = listing.files.get(path)
         return None if entry is None else self._entry_of(path, entry.etag, entry.size)
 
@@ -300,9 +352,28 @@ class PulledRepo(RepoView):
     def _local(self) -> RepoView:
         view = open_repo(self.root, self.repo_id)
         if view is None:
-            message = f"{self.repo_id} is not cached and the upstream hub is unreachable"
-            raise HubError(503, "UpstreamUnavailable", message, headers=[("Retry-After", "10")])
+            raise _unavailable(f"{self.repo_id} is not cached")
         return view
+
+
+def _held_whole(folder: Path, held: Revision) -> bool:
+    """Whether a commit DIR holds, never listed by the upstream, may be listed as it is.
+
+    Nothing in a cache says a snapshot is a whole commit, so DIR's is taken for one only
+    when nothing shows it is a part: it holds a file, every entry of it is a complete blob
+    (no dangling link), and no download of the repo is under way or was left unfinished.
+    """
+    if not held.files or any((folder / "blobs").glob("*.incomplete")):
+        return False
+    entries = 0
+    for _directory, _dirs, names in os.walk(folder / "snapshots" / held.commit):
+        entries += sum(1 for name in names if not TEMP_NAME_RE.fullmatch(name))
+    return entries == len(held.files)
+
+
+def _unavailable(what: str) -> HubError:
+    message = f"{what} and the upstream hub is unreachable"
+    return HubError(503, "UpstreamUnavailable", message, headers=[("Retry-After", "10")])
 
 
 def _bad_bytes(gave_up: GaveUp) -> HubError:

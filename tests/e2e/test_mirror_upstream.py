@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from controller.mirror.pull_through import PullThrough
 from controller.mirror.server import HubServer
 from controller.mirror.upstream import Upstream
-from tests.support.cli import REPO_ROOT, wait_until
+from tests.support.cli import REPO_ROOT, Workdir, wait_until
 from tests.support.hub import LocalHub
 
 REPO = "acme/mirrored"
@@ -369,3 +369,65 @@ def test_reconcile_serve_upstream_as_a_process(tmp_path: Path, hub: LocalHub) ->
     finally:
         process.kill()
         process.wait()
+
+
+def _serve(root: Path, upstream: str, log: Path) -> tuple[subprocess.Popen[str], str]:
+    """``reconcile serve DIR --upstream URL`` as a process, and the URL it serves at."""
+    command = [sys.executable, "-m", "controller", "serve", str(root), "--port", "0"]
+    env = {**os.environ, "HF_TOKEN": "hf_mirrortoken1234", "PYTHONPATH": str(REPO_ROOT)}
+    with log.open("a") as errors:
+        process = subprocess.Popen(
+            [*command, "--upstream", upstream],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
+    assert process.stdout is not None
+    banner = process.stdout.readline().strip()
+    assert banner.startswith("Serving "), banner + log.read_text()
+    return process, banner.split(" at ", 1)[1].split(" ", 1)[0]
+
+
+def test_a_restarted_mirror_lists_a_commit_it_holds_in_part_whole_while_the_upstream_is_down(
+    tmp_path: Path, hub: LocalHub
+) -> None:
+    commit = hub.publish(REPO, {"config.json": b"{}", "model.safetensors": BIG})
+    hub.faults.fail("*/resolve/*/model.safetensors", 503, times=None)
+    root, log, upstream = tmp_path / "mirror", tmp_path / "mirror.log", hub.url
+    root.mkdir()
+    first, url = _serve(root, upstream, log)
+    try:
+        hf_hub_download(REPO, "config.json", cache_dir=tmp_path / "first", endpoint=url)
+        # The weights' fill fails upstream: the client's connection is closed mid-answer.
+        with pytest.raises(httpx2.TransportError):
+            httpx2.get(f"{url}/{REPO}/resolve/main/model.safetensors", timeout=30)
+    finally:
+        first.kill()  # no goodbye: whatever it kept, it kept before now
+        first.wait()
+    hub.server.stop()
+
+    second, url = _serve(root, upstream, log)
+    try:
+        for revision in ("main", commit):
+            listed = httpx2.get(f"{url}/api/models/{REPO}/revision/{revision}", timeout=30)
+            assert listed.status_code == 200, listed.text
+            siblings = sorted(s["rfilename"] for s in listed.json()["siblings"])
+            assert siblings == ["config.json", "model.safetensors"]
+        with pytest.raises(Exception):  # noqa: B017 -- any failure, as long as it is not success
+            snapshot_download(REPO, cache_dir=tmp_path / "node", endpoint=url, etag_timeout=5)
+        assert not list((tmp_path / "node").glob("**/model.safetensors"))
+
+        # A node's controller plans the weights too (its apply would retry them, not end).
+        work = Workdir(tmp_path / "plan", url)
+        work.write_manifest([{"name": "partial", "repo": REPO}])
+        run = work.reconcile("--plan", "--json")
+        assert run.code == 0, run.out + run.err
+        (action,) = run.json()["actions"]
+        paths = sorted(f["path"] for f in action["files"])
+        assert paths == ["config.json", "model.safetensors"]
+        assert "hf_mirrortoken1234" not in log.read_text()
+    finally:
+        second.kill()
+        second.wait()
