@@ -16,6 +16,7 @@ from pathlib import Path
 
 from controller.domain import CachedFile, CachedRepo, PartialFile, QuarantinedFile
 from controller.domain.observed import QUARANTINE_DIR as QUARANTINE_DIR
+from controller.system.atomic import atomic_write_text, fsync_dir
 
 MODEL_PREFIX = "models--"
 # The layout stores a tag like a branch (``refs/<name>``, what the client writes when asked
@@ -115,6 +116,27 @@ def check_ref_name(name: str) -> str:
 def _is_repo_path(path: str) -> bool:
     parts = path.split("/")
     return bool(path) and not any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts)
+
+
+def write_ref(cache_dir: Path, repo: str, revision: str, commit: str) -> None:
+    """Point ``refs/<revision>`` at ``commit``, once the commit's files are durable.
+
+    Blobs are synced before they are renamed into place, but the renames and the snapshot's
+    links are not synced one by one (a directory sync per file was most of the cost of
+    fetching many small files): they are synced here, one sync per directory, before the ref
+    that names the commit is written.  So a ref never survives a power loss that the files it
+    names did not.  The ref itself is replaced atomically: a reader sees the old commit or
+    the new one, never a missing or half-written ref.
+    """
+    ref = ref_path(cache_dir, repo, revision)
+    folder = repo_folder(cache_dir, repo)
+    snapshot = snapshot_dir(cache_dir, repo, commit)
+    directories = [folder / "blobs", folder / "snapshots"]
+    directories += [Path(d) for d, _dirs, _files in os.walk(snapshot)]
+    for directory in directories:
+        if directory.is_dir():
+            fsync_dir(directory)
+    atomic_write_text(ref, commit)
 
 
 def read_ref(ref: Path) -> str | None:

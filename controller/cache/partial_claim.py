@@ -12,6 +12,9 @@ heartbeat, taken over only when stale).  Whoever finds it held waits, polling, u
 has published the blob (which the caller then links and checks, as any cached blob) or its
 claim goes stale (the holder died: the partial is resumed from its bytes on disk).  The file
 lies beside huggingface_hub's own ``<etag>.lock`` and, like it, stays once released.
+
+Only a stable partial needs a claim: a small blob is written into a partial private to its
+writer (:mod:`controller.hub.private_partial`), which no other writer ever opens.
 """
 
 from __future__ import annotations

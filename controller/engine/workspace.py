@@ -26,7 +26,6 @@ from controller.hub import connections, revisions, transfer
 from controller.hub.transfer import RetryPolicy, TokenBucket
 from controller.hub.watchdog import DEFAULT_FLOOR, SpeedFloor
 from controller.store import DownloadOutcome, StateStore, leases
-from controller.system.atomic import atomic_write_text
 from controller.system.cancel import StopSignal
 from reconcilers.base import FileOutcome
 
@@ -67,6 +66,9 @@ class CacheWorkspace:
         # Re-entrant: a fetch that finds its blob cached checks it, and may quarantine it.
         self._blob_guards: dict[tuple[str, str], threading.RLock] = {}
         self._fresh: set[tuple[str, str]] = set()
+        # Blobs moved aside as damaged in this pass: another model's check that finds one
+        # gone meanwhile reports it damaged too, so that it is fetched (or linked) again.
+        self._moved_aside: set[tuple[str, str]] = set()
         self.connections_per_file = connections_per_file
         # The process's connections: files at once, and the extra ranges of large files.
         connections.SHARED.resize(self.concurrency)
@@ -104,9 +106,7 @@ class CacheWorkspace:
         # Without a ref yet, pointing it switches nothing anyone uses: no lease holds it.
         if served is not None and self._switch_held(action):
             return
-        # The ref is rewritten atomically: an application resolving the revision sees the
-        # old commit or the new one, never a missing or half-written ref.
-        atomic_write_text(ref, action.commit)
+        layout.write_ref(self.cache_dir, action.repo, action.revision, action.commit)
         self._record_tag(action)
 
     def delete(self, action: Action) -> tuple[FileOutcome, ...]:
@@ -192,6 +192,7 @@ class CacheWorkspace:
                 offline=self.offline,
                 speed_floor=self.speed_floor,
                 connections_per_file=self.connections_per_file,
+                private_small_files=True,  # no one reads a partial of a pass as it grows
             )
         except revisions.HubError as e:
             corrupt = e.reason in (Reason.CHECKSUM_MISMATCH, Reason.SIZE_MISMATCH)
@@ -268,6 +269,9 @@ class CacheWorkspace:
         found = inspect(self.store, action.repo, f, snapshot, self.clock, stop=stop, known=known)
         if found.ok:
             return FileOutcome(f.path, ok=True)
+        if found.reason is Reason.DOWNLOAD_FAILED and (action.repo, f.etag) in self._moved_aside:
+            detail = f"{f.path}: damaged, moved aside for another model in this pass"
+            return FileOutcome(f.path, ok=False, reason=Reason.CHECKSUM_MISMATCH, detail=detail)
         if found.reason is not Reason.DOWNLOAD_FAILED:
             self._quarantine_one(action.repo, action.commit, f)
         return FileOutcome(f.path, ok=False, reason=found.reason, detail=found.detail)
@@ -295,6 +299,7 @@ class CacheWorkspace:
             target = layout.quarantine_path(self.cache_dir, repo, blob.name)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(blob, target)
+            self._moved_aside.add((repo, f.etag))
             # A rename keeps the blob's mtime (when it was written); retention's grace period
             # counts from the move, so the move is what the mtime says from now on.
             moved = self.clock().timestamp()

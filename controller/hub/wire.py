@@ -25,11 +25,13 @@ import select
 import socket
 import ssl
 import urllib.request
+from dataclasses import dataclass
+from email.message import Message
 from urllib.parse import unquote, urljoin, urlsplit
 
 MAX_REDIRECTS = 10
 ERROR_BODY_LIMIT = 64 * 1024  # an error's body is read for its message, never more than this
-_REDIRECTS = (301, 302, 303, 307, 308)
+REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class WireError(Exception):
@@ -41,14 +43,29 @@ class WireError(Exception):
         self.final = final
 
 
+@dataclass(frozen=True)
+class Redirect:
+    """One redirect followed on the way to a body: a hub says what a file is on the answer
+    that sends the client to a CDN."""
+
+    status: int
+    headers: Message
+
+
 class Body:
     """A response whose headers were read; its body is read with :meth:`readinto`."""
 
-    def __init__(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse):
+    def __init__(
+        self,
+        connection: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+        redirects: tuple[Redirect, ...] = (),
+    ):
         self._connection = connection
         self._response = response
         self.status = response.status
         self.headers = response.headers
+        self.redirects = redirects  # the answers that led here, in order
         length = response.getheader("Content-Length")
         self.length = int(length) if length and length.isdigit() else None
         self._left = self.length
@@ -128,6 +145,7 @@ def get(
 ) -> Body:
     """GET ``url`` and return once its headers arrived, following redirects."""
     headers = dict(headers)
+    redirects: list[Redirect] = []
     for _ in range(MAX_REDIRECTS + 1):
         connection, target, proxy_headers = _connect(url, connect_timeout, read_timeout, tls)
         try:
@@ -137,8 +155,9 @@ def get(
             connection.close()
             raise WireError(describe(e)) from None
         location = response.getheader("Location")
-        if response.status not in _REDIRECTS or not location:
-            return Body(connection, response)
+        if response.status not in REDIRECTS or not location:
+            return Body(connection, response, tuple(redirects))
+        redirects.append(Redirect(response.status, response.headers))
         connection.close()
         following = urljoin(url, location)
         if not same_origin(url, following):

@@ -84,13 +84,17 @@ def atomic_write_text(path: StrPath, text: str, encoding: str = "utf-8", mode: i
     atomic_write_bytes(path, text.encode(encoding), mode=mode)
 
 
-def atomic_symlink(target: str, link: Path) -> None:
-    """Point ``link`` at ``target``, replacing whatever ``link`` was in one rename."""
+def atomic_symlink(target: str, link: Path, *, durable: bool = True) -> None:
+    """Point ``link`` at ``target``, replacing whatever ``link`` was in one rename.
+
+    ``durable=False`` leaves syncing the directory to the caller, who may make many links
+    durable with one sync of their directory."""
     tmp = temp_name(link)
     os.symlink(target, tmp)
     with _removed_on_failure(tmp):
         os.replace(tmp, link)
-    fsync_dir(link.parent)
+    if durable:
+        fsync_dir(link.parent)
 
 
 @contextlib.contextmanager

@@ -155,11 +155,24 @@ def first_apply(runner: Runner, models: int, rounds: int) -> dict[str, Any]:
         check_available(fresh, models)
         shutil.rmtree(fresh)
     loop, apply = runner.median(LOOP, models), runner.median(APPLY, models)
-    print(f"\n{models} tiny models, first apply (medians of {rounds})")
-    print(f"{'contestant':<24} {'s':>8} {'x loop':>8}")
-    print(f"{LOOP:<24} {loop:8.2f} {1.0:8.2f}")
-    print(f"{APPLY:<24} {apply:8.2f} {apply / loop:8.2f}")
-    return {"models": models, LOOP: loop, APPLY: apply, "ratio": apply / loop}
+    # The machine may be shared: its load says how far the times can be trusted.
+    load = os.getloadavg()[0]
+    print(f"\n{models} tiny models, first apply (medians of {rounds}; load average {load:.1f})")
+    print(f"{'contestant':<24} {'s':>8} {'min-max s':>12} {'CPU s':>7} {'x loop':>8}")
+    for name in (LOOP, APPLY):
+        runs = [u.seconds for u in runner.times[(name, models)]]
+        cpu = runner.median(name, models, "cpu_seconds")
+        spread = f"{min(runs):.2f}-{max(runs):.2f}"
+        median = runner.median(name, models)
+        print(f"{name:<24} {median:8.2f} {spread:>12} {cpu:7.2f} {median / loop:8.2f}")
+    return {
+        "models": models,
+        LOOP: loop,
+        APPLY: apply,
+        "ratio": apply / loop,
+        "cpu_s": {name: runner.median(name, models, "cpu_seconds") for name in (LOOP, APPLY)},
+        "load_average": load,
+    }
 
 
 def curve(runner: Runner, counts: list[int], files: int, rounds: int) -> dict[str, Any]:
