@@ -9,8 +9,8 @@ once it is done, with what actually went out.  The mirror itself knows none of t
 
 from __future__ import annotations
 
-import copy
 import fnmatch
+import json
 import os
 import threading
 import time
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from controller.mirror.documents import encode
 from controller.mirror.handler import TREE_PAGE_SIZE, Body, BytesBody, FileBody, HubRequestHandler
 from controller.mirror.server import HubServer
 from tests.support.gates import Gates
@@ -399,17 +400,18 @@ class FaultInjectingHandler(HubRequestHandler):
             headers = [(k, fault.etag if k == "ETag" else v) for k, v in headers]
         super().start_response(status, headers)
 
-    def send_json(
+    def send_document(
         self,
         method: str,
         status: int,
-        payload: object,
+        data: bytes,
         headers: Sequence[tuple[str, str]] = (),
     ) -> None:
+        # Every JSON answer passes here, the ones the mirror keeps already encoded included.
         rewrite = self.plan.rewrite
         if rewrite is not None and status < 400:
-            payload = rewrite.edit(copy.deepcopy(payload))
-        super().send_json(method, status, payload, headers)
+            data = encode(rewrite.edit(json.loads(data)))
+        super().send_document(method, status, data, headers)
 
     def send_body(self, body: Body) -> None:
         """Send the body, honouring a drop (stop after N bytes), corrupt (flip one byte)
