@@ -385,6 +385,7 @@ class Bench:
     files: int
     children: Children
     names: tuple[str, ...]
+    connections_per_file: int | None = None  # the manifest's default when None
 
     def run_dir(self, name: str) -> Path:
         """A fresh, empty directory per run: every download starts from nothing."""
@@ -439,17 +440,16 @@ def write_manifest(bench: Bench, run: Path) -> Path:
     path = run / "manifest.yaml"
     if path.exists():
         return path
-    doc = {
-        "apiVersion": "modelsync/v1",
-        "kind": "ModelSet",
-        "metadata": {"name": "bench"},
-        "spec": {
-            "cache": str(run / "cache"),
-            "state": str(run / "state"),
-            "endpoint": bench.endpoint,
-            "models": [{"name": "bench", "repo": REPO_ID, "revision": "main"}],
-        },
+    spec: dict[str, object] = {
+        "cache": str(run / "cache"),
+        "state": str(run / "state"),
+        "endpoint": bench.endpoint,
+        "models": [{"name": "bench", "repo": REPO_ID, "revision": "main"}],
     }
+    if bench.connections_per_file is not None:
+        spec["downloads"] = {"connections_per_file": bench.connections_per_file}
+    doc = {"apiVersion": "modelsync/v1", "kind": "ModelSet", "metadata": {"name": "bench"}}
+    doc["spec"] = spec
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
@@ -580,6 +580,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--json-out", type=Path, help="also write the results JSON here")
     p.add_argument(
+        "--connections-per-file",
+        type=int,
+        help="reconcile's spec.downloads.connections_per_file (default: the manifest's default)",
+    )
+    p.add_argument(
         "--scenario",
         choices=sorted(SCENARIOS),
         help="set size, shards and hub limit for a named case (overrides those options)",
@@ -607,7 +612,17 @@ def benchmark(
     endpoint = start_server(children, seed_dir, env, root / "server.log", limit)
     env["HF_ENDPOINT"] = endpoint
     names = tuple(p.name for p in (repos.repo_folder(seed_dir, REPO_ID) / "snapshots").glob("*/*"))
-    bench = Bench(root, sys.executable, endpoint, env, total, files, children, names)
+    bench = Bench(
+        root,
+        sys.executable,
+        endpoint,
+        env,
+        total,
+        files,
+        children,
+        names,
+        args.connections_per_file,
+    )
     results = Results(total, files, args.rounds, os.cpu_count() or 1, args.hub_limit_mbps)
     say(f"serving at {endpoint}; measuring ...")
     results.load.append(os.getloadavg()[0])
