@@ -45,6 +45,7 @@ from bench_download import (  # noqa: E402 - after the path
     timed_run,
     wait_ready,
 )
+from bench_pass import repo_id, write_manifest  # noqa: E402 - the same models and manifest
 
 from controller.cache import layout  # noqa: E402
 from controller.cache.hashing import HashKind, digest_bytes  # noqa: E402
@@ -61,27 +62,6 @@ LOOP = "snapshot_download loop"
 APPLY = "reconcile --apply"
 PLAN = "--plan"
 NOOP = "no-op --apply"
-
-
-def repo_id(i: int) -> str:
-    return f"bench/model-{i:04d}"
-
-
-def write_manifest(root: Path, endpoint: str, models: int) -> Path:
-    doc = {
-        "apiVersion": "modelsync/v1",
-        "kind": "ModelSet",
-        "metadata": {"name": "bench"},
-        "spec": {
-            "cache": str(root / "cache"),
-            "state": str(root / "state"),
-            "endpoint": endpoint,
-            "models": [{"name": f"model-{i:04d}", "repo": repo_id(i)} for i in range(models)],
-        },
-    }
-    path = root / "manifest.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
 
 
 def write_small_repos(caches: list[Path], first: int, last: int, files: int) -> None:
