@@ -69,6 +69,17 @@ FILES = {
 }
 
 
+def _terminate(process: subprocess.Popen[str] | subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, and SIGKILL for a process that has not ended within 30 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class MirrorProcess:
     """``reconcile serve DIR --upstream URL`` as a process, restartable on the same port."""
 
@@ -108,13 +119,7 @@ class MirrorProcess:
         self.process.wait(30)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _terminate(self.process)
 
 
 @dataclass
@@ -169,13 +174,7 @@ class Node:
         return (folder / "snapshots" / commit / path).read_bytes()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _terminate(self.process)
 
 
 def await_phase(nodes: list[Node], name: str, phase: str) -> None:
