@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,6 +80,29 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Put the database in WAL mode, waiting out other processes doing the same.
+
+    WAL persists in the file, so this changes something only for a new database.  Changing
+    the mode needs the file to itself, and SQLite answers "database is locked" at once, without
+    its busy handler, when another connection holds it -- as happens when two processes open a
+    new database together.  So the change is retried here, within the same bound as a write.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    pause = 0.001
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 # Opens retried while another process replaces the file under us; more means a pathological
 # loop of replacements, and the last open is taken as it is.
 _PIN_ATTEMPTS = 5
@@ -89,9 +113,8 @@ def _open_checked(path: Path) -> tuple[sqlite3.Connection, int, int]:
     the file's inode; raises :class:`Damaged` for a database that fails the check."""
     conn, inode = _connect_pinned(path)
     try:
-        # WAL persists in the file; setting it again is a no-op.  It must precede the
-        # migration transaction because the journal mode cannot change inside one.
-        conn.execute("PRAGMA journal_mode = WAL")
+        # It must precede the migration transaction: the journal mode cannot change inside one.
+        _enable_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")  # durable in WAL except on power loss
         conn.execute("PRAGMA foreign_keys = ON")
         recovery.check_integrity(conn)

@@ -203,7 +203,9 @@ def test_two_processes_recording_uses_concurrently_lose_none(tmp_path: Path) -> 
     deadline = time.monotonic() + 60
     while not all((tmp_path / f"{name}.ready").exists() for name in names):
         assert time.monotonic() < deadline, "writers did not start"
-        assert all(w.poll() is None for w in writers), "a writer exited early"
+        for w in writers:
+            if w.poll() is not None:
+                pytest.fail(f"a writer exited early: {w.communicate()[1]}")
         time.sleep(0.005)
     go.touch()
     spans = []

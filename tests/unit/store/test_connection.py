@@ -4,6 +4,7 @@ processes."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -40,6 +41,29 @@ def test_open_creates_directory_schema_and_wal(tmp_path: Path) -> None:
     assert {"verifications", "downloads", "remote_revisions"} <= tables(state_dir)
     assert user_version(state_dir) == len(schema.MIGRATIONS)
     with raw(state_dir) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_new_database_another_process_is_writing_is_opened_once_it_lets_go(
+    tmp_path: Path,
+) -> None:
+    # Two processes opening a new database together: the switch to WAL needs the file to
+    # itself, and SQLite refuses it at once (no busy handler) while another holds the write
+    # lock.
+    path = tmp_path / DB_FILENAME
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE early (x)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO early VALUES (1)")  # the write lock, held
+    release = threading.Timer(0.3, lambda: writer.execute("COMMIT"))
+    release.start()
+    try:
+        with StateStore.open(tmp_path) as store:
+            assert store.schema_version == len(schema.MIGRATIONS)
+    finally:
+        release.join()
+        writer.close()
+    with raw(tmp_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -154,16 +178,16 @@ def test_readonly_store_reads_what_a_live_writer_commits(tmp_path: Path) -> None
         store.remember_remote(remote(), observed_at=NOW)
         download(store)
 
-        reader = StateStore.open_readonly(tmp_path)
-        assert reader is not None
-        with reader:
-            assert reader.readonly
-            assert list(reader.verifications()) == [("org/repo", "f" * 64)]
-            assert reader.recall_remote(remote().repo, "main") is not None
-            assert len(reader.download_history()) == 1
+        writer = StateStore.open_readonly(tmp_path)
+        assert writer is not None
+        with writer:
+            assert writer.readonly
+            assert list(writer.verifications()) == [("org/repo", "f" * 64)]
+            assert writer.recall_remote(remote().repo, "main") is not None
+            assert len(writer.download_history()) == 1
 
             store.forget_verification("org/repo", "f" * 64)
-            assert reader.verifications() == {}
+            assert writer.verifications() == {}
 
 
 # One call of every write the store has: the read-only and closed stores refuse them all.
@@ -203,10 +227,10 @@ def test_a_readonly_store_refuses_every_write(
 ) -> None:
     StateStore.open(tmp_path).close()
     before = (tmp_path / DB_FILENAME).read_bytes()
-    reader = StateStore.open_readonly(tmp_path)
-    assert reader is not None
-    with reader, pytest.raises(StateError, match="read-only"):
-        write(reader)
+    writer = StateStore.open_readonly(tmp_path)
+    assert writer is not None
+    with writer, pytest.raises(StateError, match="read-only"):
+        write(writer)
     assert (tmp_path / DB_FILENAME).read_bytes() == before
 
 
