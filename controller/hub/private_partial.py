@@ -11,8 +11,10 @@ a download in progress that cannot be resumed), hashed on its way to disk, synce
 onto its blob name once its digest matches.  Two writers on two nodes never share a byte; if
 both finish, both rename identical, verified content onto the same name, which is harmless.
 A writer killed midway leaves its partial behind, as huggingface_hub does; the next writer
-starts from byte 0, which for a small blob is cheaper than what resuming would cost.  Within
-one writer, a connection cut midway is continued from the bytes on disk, as for any blob.
+starts from byte 0, which for a small blob is cheaper than what resuming would cost, and
+removes the partials of the blob that no live writer can still be filling
+(:func:`remove_stale`).  Within one writer, a connection cut midway is continued from the bytes
+on disk, as for any blob.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -28,6 +31,14 @@ from controller.domain import Reason
 from controller.hub.revisions import HubError
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# A live writer touches its partial with every read of the body (the speed floor cuts a body
+# slower than 1 kB/s) and, between two attempts, waits a read timeout and a retry delay at
+# most: minutes.  A partial untouched for an hour has no live writer, on this node or on any
+# other sharing the cache: the age is the file system's own mtime, and at this bound clocks
+# that differ by minutes do not matter.  Host and pid in the name would tell sooner on one
+# host, but pids repeat across the containers that share a cache volume, and
+# huggingface_hub's leftovers, named alike, carry neither.
+STALE_AFTER_SECONDS = 3600.0
 
 
 class PrivatePartial:
@@ -119,3 +130,18 @@ class PrivatePartial:
             f"{self.where}: cannot write {self.path}: {e.strerror or e}",
             transient=False,
         )
+
+
+def remove_stale(blob: Path, etag: str) -> int:
+    """Remove the private partials of ``etag`` (``<etag>.<random>.incomplete`` next to
+    ``blob``, huggingface_hub's included) that nothing wrote to for
+    :data:`STALE_AFTER_SECONDS`; returns how many.  The stable partial
+    ``<etag>.incomplete`` does not match."""
+    removed = 0
+    oldest_live = time.time() - STALE_AFTER_SECONDS
+    for path in blob.parent.glob(f"{etag}.*.incomplete"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.lstat().st_mtime < oldest_live:
+                path.unlink()
+                removed += 1
+    return removed

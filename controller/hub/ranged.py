@@ -155,6 +155,7 @@ class RangedDownload:
                 )
             self._grow()
             self.partial.hash_through(end, buffer, self.stop)
+            self.partial.sync_behind()
             if self.progress is not None:
                 self.progress(done)
             if self.stop is not None:

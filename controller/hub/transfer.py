@@ -50,7 +50,7 @@ from controller.domain import Reason
 from controller.hub import ranged, revisions, wire
 from controller.hub.connections import SHARED, ConnectionBudget
 from controller.hub.partial import Partial
-from controller.hub.private_partial import PrivatePartial
+from controller.hub.private_partial import PrivatePartial, remove_stale
 from controller.hub.ranged import RangedDownload, RangeSource, RangesRefused
 from controller.hub.ranges import content_range
 from controller.hub.retry import DEFAULT_RETRY, Attempts, RetryPolicy
@@ -322,6 +322,9 @@ class _Job:
         # The flock still orders writers on this node, huggingface_hub's included; writers on
         # other nodes each write their own partial and publish the same verified bytes.
         with blob_lock(self.cache_dir, self.ref.repo, etag):
+            # Writers killed midway leave their partials behind; nothing else removes them.
+            if removed := remove_stale(blob, etag):
+                log.info("%s: removed %d stale partial download(s)", self.ref.where, removed)
             if blob.is_file():  # another process finished it while we waited for the lock
                 _link(snapshot, blob)
                 self._report(size, size, force=True)
@@ -332,7 +335,7 @@ class _Job:
             self._report(0, size, force=True)
             try:
                 self.attempts.until_done(
-                    lambda: self._fill_whole(target, partial), self._error, _RETRIED
+                    lambda: self._fill(target, partial, unheaded=True), self._error, _RETRIED
                 )
                 digest = partial.digest()
                 if digest != etag:
@@ -348,24 +351,6 @@ class _Job:
             _link(snapshot, blob)
         self._report(size, size, force=True)
         return Fetched(snapshot, blob, etag, digest, self.transferred, 0)
-
-    def _fill_whole(self, target: _Target, partial: PrivatePartial) -> None:
-        """One GET of what this writer's partial still lacks (after a cut connection, it
-        continues with a ``Range``), its answer checked as the HEAD's would be."""
-        if partial.size >= target.size:
-            return
-        watchdog = Watchdog(self.speed_floor, self.ref.where)
-        with self._get(target, self._resume_headers(partial)) as body, self._interruptible(body):
-            self._check_resume(body, partial, target)
-            self._check_metadata(*_described(body))
-            self._accept(body, partial, target)
-            self._stream(body, partial, target.size, watchdog)
-        if partial.size < target.size:
-            raise HubError(
-                Reason.DOWNLOAD_FAILED,
-                f"{self.ref.where}: the body ended after {partial.size} of {target.size} bytes",
-                transient=True,
-            )
 
     # ----------------------------------------------------------------- metadata
 
@@ -499,13 +484,19 @@ class _Job:
         finally:
             self.transferred += download.received
 
-    def _fill(self, target: _Target, partial: Partial) -> None:
-        """One GET of whatever is still missing; raises when the body ends short."""
+    def _fill(
+        self, target: _Target, partial: Partial | PrivatePartial, *, unheaded: bool = False
+    ) -> None:
+        """One GET of whatever is still missing (a ``Range`` after a cut connection); raises
+        when the body ends short.  ``unheaded``: no HEAD came before, so the GET's answer is
+        checked as the HEAD's would have been."""
         if partial.size >= target.size:
             return
         watchdog = Watchdog(self.speed_floor, self.ref.where)
         with self._get(target, self._resume_headers(partial)) as body, self._interruptible(body):
             self._check_resume(body, partial, target)
+            if unheaded:
+                self._check_metadata(*_described(body))
             self._accept(body, partial, target)
             self._stream(body, partial, target.size, watchdog)
         if partial.size < target.size:
@@ -597,6 +588,10 @@ class _Job:
 
         try:
             hf_raise_for_status(_as_httpx(body, target.url))
+        except UnicodeDecodeError:
+            # huggingface_hub reads every error body as JSON, and fails on one in no UTF
+            # encoding (a proxy's or a CDN's page): such an answer is judged by its status.
+            pass
         except Exception as e:
             raise self._error(e) from None
         raise HubError(
@@ -617,14 +612,15 @@ class _Job:
         status = response.status
         if status == 206:
             first, _, total = content_range(response.headers.get("Content-Range"))
-            if first == partial.size and total in (None, target.size):
+            held = partial.size  # what the message names, before the restart forgets it
+            if first == held and total in (None, target.size):
                 partial.remember_validator(response.headers.get("ETag"))
                 return
             partial.restart()
             raise HubError(
                 Reason.DOWNLOAD_FAILED,
                 f"{self.ref.where}: the hub sent bytes from {first} of {total}, "
-                f"not from {partial.size} of {target.size}; starting over",
+                f"not from {held} of {target.size}; starting over",
                 transient=True,
             )
         if status == 200:

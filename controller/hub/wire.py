@@ -69,6 +69,7 @@ class Body:
         length = response.getheader("Content-Length")
         self.length = int(length) if length and length.isdigit() else None
         self._left = self.length
+        self._filled = True  # the last read got all it asked for (see has_bytes)
         # Chunked bodies are rare for files (the hub sends Content-Length); they are read
         # through http.client's own decoder.
         self._chunked = bool(response.chunked) or self.length is None
@@ -81,6 +82,7 @@ class Body:
             if self._chunked:
                 data = self._response.read1(len(buffer))
                 buffer[: len(data)] = data
+                self._filled = len(data) == len(buffer)
                 return len(data)
             if self._left is not None and self._left <= 0:
                 return 0
@@ -96,15 +98,19 @@ class Body:
             raise WireError(f"the body ended {self._left} bytes short of its Content-Length")
         if self._left is not None:
             self._left -= n
+        self._filled = n == want
         return n
 
     def has_bytes(self) -> bool:
-        """Whether bytes of the body already wait in the kernel (or the TLS layer), so the
-        next read returns without waiting for the network."""
+        """Whether bytes of the body already wait, so the next read returns without waiting
+        for the network.  A read returns as soon as any bytes are there: over plain TCP, one
+        that got all it asked for found the socket holding at least that much, and one that
+        came back short left it empty -- known without a syscall per read.  Over TLS a read
+        returns one record at most, which says nothing about the socket: it is asked."""
         sock = self._connection.sock
-        if not isinstance(sock, socket.socket):
-            return False
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        if not isinstance(sock, ssl.SSLSocket):
+            return self._filled
+        if sock.pending():
             return True
         with contextlib.suppress(OSError, ValueError):
             return bool(select.select([sock], [], [], 0)[0])
