@@ -34,10 +34,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx2
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.api import discovery
@@ -55,6 +54,12 @@ from controller.planning.availability import ModelRequestResult
 from controller.store import StateStore, leases
 from controller.store.leases import HeldLease
 from controller.system.clock import utcnow
+
+if TYPE_CHECKING:
+    # Imported where a request is sent: most users of this module (``verify``, ``status``,
+    # ``request`` without a controller) never send one, and httpx was a tenth of their
+    # start-up.
+    import httpx2
 
 Clock = Callable[[], datetime]
 # A controller's API answers from memory: one that takes longer is as good as unreachable.
@@ -125,6 +130,8 @@ def remote_status(
     url: str, *, token: str | None, timeout: float = REMOTE_TIMEOUT_SECONDS
 ) -> StatusReport:
     """The live status of the controller whose API is at ``url`` (``GET /v1/status``)."""
+    import httpx2
+
     response = _get(url, "/v1/status", token, timeout)
     if response.status_code == 401:
         raise ControllerUnreachable(f"{url}: refused the token (set {discovery.TOKEN_ENV})")
@@ -140,6 +147,8 @@ def remote_readiness(
 ) -> ModelReadiness:
     """Whether ``name`` is ready on the controller at ``url``; raises
     :class:`UnknownModelError` when that controller declares no such model."""
+    import httpx2
+
     # Declared names are URL-safe ([A-Za-z0-9._-]); any other is unknown there anyway.
     response = _get(url, f"/v1/models/{quote(name, safe='')}/ready", token, timeout)
     try:
@@ -154,6 +163,8 @@ def remote_readiness(
 
 
 def _get(url: str, path: str, token: str | None, timeout: float) -> httpx2.Response:
+    import httpx2
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         return httpx2.get(url.rstrip("/") + path, headers=headers, timeout=timeout)
@@ -162,6 +173,8 @@ def _get(url: str, path: str, token: str | None, timeout: float) -> httpx2.Respo
 
 
 def _describe(error: Exception, response: httpx2.Response) -> str:
+    import httpx2
+
     if isinstance(error, httpx2.HTTPStatusError):
         return f"answered {response.status_code} to {response.request.url.path}"
     return f"not a modelsync controller's answer ({type(error).__name__})"

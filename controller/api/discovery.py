@@ -14,8 +14,6 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2
-
 INFO_NAME = "controller.json"
 TOKEN_ENV = "MODELSYNC_API_TOKEN"  # the API's bearer token, for servers and clients alike
 # The node a controller speaks for.  In a pod the host name is the pod's, not the node's:
@@ -47,6 +45,9 @@ def nudge(state_dir: str | os.PathLike[str], path: str) -> bool:
     running = read_info(state_dir)
     if running is None:
         return False
+    # Imported only when a controller runs: the commands that nudge one start without httpx.
+    import httpx2
+
     token = token_from_env()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:

@@ -23,8 +23,6 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-import httpx2
-
 from controller.system.clock import utcnow
 
 log = logging.getLogger("modelsync.events")
@@ -234,6 +232,10 @@ class Follower:
         self.close()
 
     def _run(self) -> None:
+        # Imported by the follower's thread: the many users of this module's events that
+        # never follow a stream start without httpx.
+        import httpx2
+
         while not self._closed.is_set():
             try:
                 self._read_stream()
@@ -243,6 +245,8 @@ class Follower:
             self._closed.wait(self.reconnect_seconds)
 
     def _read_stream(self) -> None:
+        import httpx2
+
         headers = {"Accept": "text/event-stream"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"

@@ -16,10 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import TextIO
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from typing import TYPE_CHECKING, TextIO
 
 from controller.domain.progress import ModelProgress, Snapshot, describe
 from controller.domain.units import human_bytes, plural
@@ -28,10 +25,19 @@ BAR_SECONDS = 0.2  # redraw interval on a terminal
 LINE_SECONDS = 10.0  # interval between log lines of one model elsewhere
 BAR_WIDTH = 24
 
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
 
 def _bars(stream: TextIO, width: int) -> Progress:
     """A live region of bars: name, bar, and modelsync's own description of the work (the
-    tracker measures throughput and time left over its window, so rich's are not used)."""
+    tracker measures throughput and time left over its window, so rich's are not used).
+
+    rich is imported here, on a terminal only: elsewhere (CI, cron, a pipe) a command never
+    draws, and importing rich was a tenth of its start-up."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+
     return Progress(
         # Not markup: a model's name is the manifest's, brackets and all.
         TextColumn("{task.description}", markup=False),

@@ -75,13 +75,16 @@ class ApplyRun:
         *,
         should_stop: Callable[[str], bool] | None = None,
         parallel: int = 1,
+        on_model_done: Callable[[str], None] | None = None,
     ) -> None:
         """``should_stop(model)`` is asked as each model starts; a model whose work is stopped
         meanwhile (the workspace raises :class:`~controller.system.cancel.Cancelled`) keeps its
-        ref where it was and the other models go on."""
+        ref where it was and the other models go on.  ``on_model_done(model)`` is told, in
+        the model's thread, once the model's work has ended, however it ended."""
         self._plan = plan
         self._workspace = workspace
         self._should_stop = should_stop
+        self._on_model_done = on_model_done
         self._parallel = max(1, parallel)
         self._outcome: ApplyOutcome | None = None
 
@@ -134,6 +137,9 @@ class ApplyRun:
             events.put(_ModelDone(model, tuple(model_results), failure, stopped=cancelled))
         except BaseException as e:  # handed to the iterating thread, which raises it
             events.put(_ModelDone(model, (), None, stopped=False, error=e))
+        finally:
+            if self._on_model_done is not None:
+                self._on_model_done(model)
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ Clock = Callable[[], datetime]
 STATUS_WRITE_SECONDS = 1.0
 # ... or less often, so that writing the status takes at most 1/this of a pass.
 _STATUS_COST_FACTOR = 10.0
+# Models under way at once for each connection of the budget (see :func:`_apply`).
+MODELS_PER_CONNECTION = 4
 
 
 @dataclass(frozen=True)
@@ -256,13 +258,19 @@ def _workspace(
 def _apply(
     the_plan: Plan, workspace: CacheWorkspace, pass_status: _PassStatus, hooks: PassHooks
 ) -> ApplyOutcome:
+    workspace.prioritize(list(dict.fromkeys(a.model for a in the_plan.actions)))
     run = ApplyRun(
         the_plan,
         workspace,
         should_stop=hooks.stop.stopped if hooks.stop is not None else None,
-        # Independent models side by side: many small models are bound by round trips, not
-        # bytes.  The workspace's file pool keeps their transfers within the budget.
-        parallel=workspace.concurrency,
+        # Independent models side by side: many small models are bound by round trips and
+        # per-model bookkeeping (the ref, its directory syncs, the records), not bytes.  More
+        # models are under way than the budget has connections, so that one model's
+        # bookkeeping overlaps others' transfers; the workspace's file pool, with exactly
+        # ``concurrency`` workers fed in the order models ask, keeps the transfers within
+        # the budget and in priority order.
+        parallel=workspace.concurrency * MODELS_PER_CONNECTION,
+        on_model_done=workspace.model_done,
     )
     unlisten = (
         hooks.progress.listen(pass_status.progress_moved, every=STATUS_WRITE_SECONDS)
@@ -358,6 +366,7 @@ class _PassStatus:
         self._phases = PhaseChange({}, {})
         self._ended: set[str] = set()  # models whose work ended since the last write
         self._stale = False
+        self._progressed = threading.Event()  # a transfer moved since the last write
         self._written_at = float("-inf")
         self._interval = STATUS_WRITE_SECONDS
         # Apply's thread (phase changes), download threads (progress) and the timer all
@@ -376,8 +385,10 @@ class _PassStatus:
                 self._flush()
 
     def progress_moved(self, _: Snapshot) -> None:
-        with self._lock:
-            self._stale = True
+        # No lock: a download thread telling its progress must never wait for a status being
+        # written.  The flag is read, and cleared before deriving, under the lock; a move
+        # told meanwhile sets it again and is written at the next interval.
+        self._progressed.set()
 
     def write_final(self, report: StatusReport) -> None:
         self.close()
@@ -397,7 +408,8 @@ class _PassStatus:
         while not self._closed.wait(wait):
             with self._lock:
                 since = time.monotonic() - self._written_at
-                if self._stale and since >= self._interval and not self._closed.is_set():
+                stale = self._stale or self._progressed.is_set()
+                if stale and since >= self._interval and not self._closed.is_set():
                     self._flush()
                     since = 0.0
                 # Until the next write may happen; a change made meanwhile waits for it.
@@ -405,6 +417,7 @@ class _PassStatus:
 
     def _flush(self) -> None:
         started = time.monotonic()
+        self._progressed.clear()
         if self._ended:
             self._reread(self._ended)
             self._ended = set()

@@ -10,17 +10,19 @@ that no application loads it, and the failure is reported with the file's name.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
 
 from controller.cache import deletion, layout, tags
 from controller.cache.inspection import inspect
 from controller.domain import Action, FileWork, Reason, Verification, is_commit
+from controller.engine.file_pool import FilePool, gather
 from controller.engine.progress import ProgressTracker
 from controller.hub import connections, revisions, transfer
 from controller.hub.transfer import RetryPolicy, TokenBucket
@@ -58,7 +60,12 @@ class CacheWorkspace:
         self.store = store
         self.clock = clock
         self.concurrency = max(1, concurrency)
-        self._files_pool: ThreadPoolExecutor | None = None
+        # One pool for the whole workspace, not one per model: models applied side by side
+        # share its ``concurrency`` workers, so the transfers of a pass stay within the
+        # connection budget however many models run, and it serves the models' files in
+        # priority order (:meth:`prioritize`).  Threads suffice: downloads wait on sockets
+        # and hashlib releases the GIL on the large buffers it is fed.
+        self._files_pool = FilePool(self.concurrency)
         self._pool_lock = threading.Lock()
         # One fetch per blob per pass: models that share a blob (two revisions of one repo)
         # take turns on it, and a blob fetched and verified in this pass is neither fetched
@@ -69,6 +76,9 @@ class CacheWorkspace:
         # Blobs moved aside as damaged in this pass: another model's check that finds one
         # gone meanwhile reports it damaged too, so that it is fetched (or linked) again.
         self._moved_aside: set[tuple[str, str]] = set()
+        # The hub's word on whether a revision is a tag, asked once per repo and revision in
+        # the pass, as soon as a model starts fetching (see :meth:`_tag_answer`).
+        self._tag_answers: dict[tuple[str, str], Future[bool | None]] = {}
         self.connections_per_file = connections_per_file
         # The process's connections: files at once, and the extra ranges of large files.
         connections.SHARED.resize(self.concurrency)
@@ -84,11 +94,19 @@ class CacheWorkspace:
     def fetch(self, action: Action, files: Sequence[FileWork]) -> tuple[FileOutcome, ...]:
         if self.progress is not None:
             self.progress.expect(action.model, ((f.path, f.size) for f in files))
-        return self._each(files, lambda f: self._fetch_one(action, f))
+        fetches = self._files_pool.start(
+            action.model, [functools.partial(self._fetch_one, action, f) for f in files]
+        )
+        if files and self._will_point(action):
+            self._tag_answer(action)  # asked now, beside the files; awaited by point_ref
+        return tuple(gather(fetches))
 
     def verify(self, action: Action, files: Sequence[FileWork]) -> tuple[FileOutcome, ...]:
         known = self.store.verifications_for(action.repo)  # one query, not one per file
-        return self._each(files, lambda f: self._verify_one(action, f, known))
+        checks = self._files_pool.map(
+            action.model, lambda f: self._verify_one(action, f, known), files
+        )
+        return tuple(checks)
 
     def quarantine(self, action: Action, files: Sequence[FileWork]) -> None:
         for f in files:
@@ -126,9 +144,38 @@ class CacheWorkspace:
         this cache to answer as the hub does; offline, the last record stands."""
         if self.offline:
             return
-        answer = revisions.is_tag(action.repo, action.revision, self.endpoint)
+        answer = self._tag_answer(action).result()
         if answer is not None:
             tags.record(self.cache_dir, action.repo, action.revision, is_tag=answer)
+
+    def _will_point(self, action: Action) -> bool:
+        """Whether :meth:`point_ref` will write the ref once ``action`` succeeds, and so ask
+        the hub whether its revision is a tag."""
+        if self.offline or is_commit(action.revision):
+            return False
+        try:
+            ref = layout.ref_path(self.cache_dir, action.repo, action.revision)
+        except layout.UnsafePathError:
+            return False  # point_ref refuses it, with the reason
+        return layout.read_ref(ref) != action.commit
+
+    def _tag_answer(self, action: Action) -> Future[bool | None]:
+        """Whether ``action``'s revision is a tag, asked of the hub once per repo and revision.
+
+        Asked through the file pool, queued right behind the model's files: the request
+        counts within the connection budget and comes in priority order, and its round trip
+        overlaps the model's downloads instead of following them (the ref is written after).
+        """
+        key = (action.repo, action.revision)
+        with self._pool_lock:
+            answer = self._tag_answers.get(key)
+            if answer is None:
+                answer = self._files_pool.submit(
+                    action.model,
+                    lambda: revisions.is_tag(action.repo, action.revision, self.endpoint),
+                )
+                self._tag_answers[key] = answer
+            return answer
 
     def _switch_held(self, action: Action) -> bool:
         """A lease taken after planning still keeps the served commit: the files stay and
@@ -138,32 +185,18 @@ class CacheWorkspace:
 
     # ------------------------------------------------------------------ internals
 
-    def _each(
-        self, files: Sequence[FileWork], work: Callable[[FileWork], FileOutcome]
-    ) -> tuple[FileOutcome, ...]:
-        if not files:
-            return ()
-        # One pool for the whole workspace, not one per model: models applied side by side
-        # share its ``concurrency`` workers, so the transfers of a pass stay within the
-        # connection budget however many models run, and its queue serves files in the
-        # order models asked, which is priority order.  Threads suffice: downloads wait on
-        # sockets and hashlib releases the GIL on the large buffers it is fed.
-        return tuple(self._pool().map(work, files))
+    def prioritize(self, models: Sequence[str]) -> None:
+        """Serve the files of ``models`` in this order (the plan's: priority order), whichever
+        of them asks first."""
+        self._files_pool.prioritize(models)
 
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._files_pool is None:
-                self._files_pool = ThreadPoolExecutor(
-                    max_workers=self.concurrency, thread_name_prefix="modelsync-file"
-                )
-            return self._files_pool
+    def model_done(self, model: str) -> None:
+        """``model``'s work in this pass ended: models after it need not wait for its files."""
+        self._files_pool.done(model)
 
     def close(self) -> None:
         """End the workspace's file workers once the apply is over (idempotent)."""
-        with self._pool_lock:
-            pool, self._files_pool = self._files_pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+        self._files_pool.shutdown()
 
     def _fetch_one(self, action: Action, f: FileWork) -> FileOutcome:
         # A second model asking for a blob under way waits for it, then only links it.

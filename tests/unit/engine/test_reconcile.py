@@ -121,3 +121,58 @@ def test_the_status_is_written_about_once_a_second_however_many_models_change(
     assert len(writes) <= elapsed + 2, (len(writes), elapsed)
     assert all(b - a >= 0.9 for a, b in zip(writes[:-2], writes[1:-1], strict=True))
     assert {m["phase"] for m in work.status()["models"]} == {"AVAILABLE"}
+
+
+def test_downloads_start_in_priority_order_within_the_connection_budget(
+    tmp_path: Path, hub: LocalHub
+) -> None:
+    """More models are under way than the budget has connections; their files still go out
+    over the one connection in the plan's order, a model's files together."""
+    declared = {"a": "low", "b": "critical", "c": "medium", "d": "high"}
+    models = [{"name": n, "repo": f"org/{n}", "priority": p} for n, p in declared.items()]
+    for m in models:
+        weights = safetensors_bytes(m["name"].encode() * 1000)
+        hub.publish(m["repo"], {"config.json": b"{}", "model.safetensors": weights})
+    work = Workdir(tmp_path / "work", hub.url)
+    work.write_manifest(models, downloads={"concurrency": 1})
+
+    result = reconcile(loading.load(work.manifests))
+
+    assert [a.model for a in result.plan.actions] == ["b", "d", "c", "a"]
+    fetched = [r.path.split("/")[2] for r in hub.requests_for("/org/*/resolve/*")]
+    assert fetched == ["b", "b", "d", "d", "c", "c", "a", "a"]
+    assert result.ok
+
+
+def test_the_tag_check_is_asked_while_the_models_files_download(
+    tmp_path: Path, hub: LocalHub
+) -> None:
+    """Whether the revision is a tag is asked beside the model's downloads, not after them:
+    the hub holds both answers mid-way, and both are seen held at once."""
+    hub.publish(
+        "org/m", {"config.json": b"{}", "model.safetensors": safetensors_bytes(b"w" * 4096)}
+    )
+    refs = hub.faults.hold("/api/models/org/m/refs", after_bytes=1)
+    weights = hub.faults.hold("*/org/m/resolve/*/model.safetensors", after_bytes=100)
+    work = Workdir(tmp_path / "work", hub.url)
+    work.write_manifest([{"name": "m", "repo": "org/m"}])
+    both_held: list[bool] = []
+
+    def referee() -> None:
+        # Waits bounded by a deadline: asked only after the files, the tag check is never
+        # seen held while the weights are, and the pass goes on once both are released.
+        both_held.append(weights.reached.wait(15.0) and refs.reached.wait(15.0))
+        weights.release()
+        refs.release()
+
+    watching = threading.Thread(target=referee)
+    watching.start()
+    try:
+        result = reconcile(loading.load(work.manifests))
+    finally:
+        weights.release()
+        refs.release()
+        watching.join()
+
+    assert both_held == [True]
+    assert result.ok and work.model_status("m")["phase"] == "AVAILABLE"
