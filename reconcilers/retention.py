@@ -141,17 +141,19 @@ class _Ledger:
         self.sizes: dict[tuple[str, str], int] = {}
         self.present: dict[Key, CachedFile] = {}
         self.freed: set[tuple[str, str]] = set()
+        refs, sizes, present = self.refs, self.sizes, self.present
         for repo, cached in observed.cache.items():
             for name, size in cached.blobs.items():
-                self.sizes[(repo, name)] = size
+                sizes[(repo, name)] = size
             for commit, files in cached.snapshots.items():
                 for path, entry in files.items():
-                    self.present[(repo, commit, path)] = entry
-                    blob = self.blob((repo, commit, path), entry.blob)
-                    self.refs[blob] += 1
-                    if entry.size >= 0:
+                    present[(repo, commit, path)] = entry
+                    # :meth:`blob`, spelled out: this loop runs once per file in the cache.
+                    blob = (repo, entry.blob) if entry.blob else (repo, f"{commit}/{path}")
+                    refs[blob] += 1
+                    if entry.size >= 0 and blob not in sizes:
                         # A link's size is its blob's; blobs/ is listed too, for the orphans.
-                        self.sizes.setdefault(blob, entry.size)
+                        sizes[blob] = entry.size
 
     @staticmethod
     def blob(key: Key, name: str) -> tuple[str, str]:
@@ -316,7 +318,14 @@ class _Planner:
                     self.owned[key] = OwnedFile(repo, commit, path, a.model.name, True, self.now)
 
     def _is_needed(self, key: Key, *, besides: str | None = None) -> bool:
-        return key[0] in self.claimed_repos or bool(self.needed.get(key, set()) - {besides})
+        """Whether a model other than ``besides`` needs ``key`` (asked of every cached file,
+        so it builds no set)."""
+        if key[0] in self.claimed_repos:
+            return True
+        needers = self.needed.get(key)
+        if not needers:
+            return False
+        return len(needers) > 1 or besides not in needers
 
     # ----------------------------------------------------------------- the rules
 
@@ -706,9 +715,9 @@ class _Planner:
     def _mine(self) -> set[tuple[str, str]]:
         """The blobs of entries modelsync owns or needs (each blob once)."""
         return {
-            b
-            for key in self.ledger.present
-            if (key in self.owned or self._is_needed(key)) and (b := self.ledger.blob_of(key))
+            self.ledger.blob(key, entry.blob)
+            for key, entry in self.ledger.present.items()
+            if key in self.owned or self._is_needed(key)
         }
 
     def _managed_bytes(self, mine: set[tuple[str, str]]) -> int:

@@ -169,9 +169,11 @@ def check_relative(path: str) -> None:
 
 def _inside(root: Path, candidate: Path) -> Path:
     """``candidate`` lexically under ``root`` (symlinks in the cache are checked on read)."""
-    root_abs = Path(os.path.abspath(root))
-    cand_abs = Path(os.path.abspath(candidate))
-    if cand_abs != root_abs and root_abs not in cand_abs.parents:
+    # Compared as strings: this runs for every path the cache names, and building a Path
+    # for each of the candidate's parents cost more than the transfer of a small file.
+    root_abs = os.path.abspath(root)
+    cand_abs = os.path.abspath(candidate)
+    if cand_abs != root_abs and not cand_abs.startswith(root_abs.rstrip(os.sep) + os.sep):
         raise UnsafePathError(f"{candidate} is outside {root}")
     return candidate
 
@@ -182,13 +184,15 @@ def read_repo(cache_dir: Path, repo: str) -> CachedRepo:
     if not folder.is_dir():
         return CachedRepo(repo=repo)
     refs, ref_times = _read_refs(folder / "refs")
+    blob_entries = _entries(folder / "blobs")
+    blob_stats = _stat_blobs(blob_entries)
     return CachedRepo(
         repo=repo,
         refs=refs,
         ref_times=ref_times,
-        snapshots=_read_snapshots(folder),
-        partials=_read_partials(folder / "blobs"),
-        blobs=_read_blobs(folder / "blobs"),
+        snapshots=_read_snapshots(folder, blob_stats),
+        partials=_read_partials(blob_entries),
+        blobs={name: st.st_size for name, st in blob_stats.items()},
         quarantined=_read_quarantine(folder / QUARANTINE_DIR),
     )
 
@@ -227,56 +231,137 @@ def _read_ref_stamped(ref: Path) -> tuple[str, datetime] | None:
     return commit, datetime.fromtimestamp(mtime, tz=timezone.utc)
 
 
-def _read_snapshots(folder: Path) -> dict[str, dict[str, CachedFile]]:
+def _read_snapshots(
+    folder: Path, blob_stats: dict[str, os.stat_result]
+) -> dict[str, dict[str, CachedFile]]:
     snapshots_dir = folder / "snapshots"
     snapshots: dict[str, dict[str, CachedFile]] = {}
-    if not snapshots_dir.is_dir():
-        return snapshots
-    for commit_dir in sorted(snapshots_dir.iterdir()):
-        if commit_dir.is_dir() and not commit_dir.is_symlink():
-            snapshots[commit_dir.name] = _read_snapshot(commit_dir, folder / "blobs")
+    blobs = os.path.normpath(folder / "blobs")
+    for entry in sorted(_entries(snapshots_dir), key=lambda e: e.name):
+        if entry.is_dir(follow_symlinks=False):
+            snapshots[entry.name] = _read_snapshot(entry.path, blobs, blob_stats)
     return snapshots
 
 
-def _read_snapshot(commit_dir: Path, blobs_dir: Path) -> dict[str, CachedFile]:
+def _read_snapshot(
+    root: str, blobs_dir: str, blob_stats: dict[str, os.stat_result]
+) -> dict[str, CachedFile]:
     files: dict[str, CachedFile] = {}
-    root = str(commit_dir)
-    blobs = os.path.normpath(blobs_dir)
-    # os.walk does not follow directory symlinks, so a planted link cannot widen the scan.
-    # Strings rather than Path objects: a pass reads every file of every cached snapshot,
-    # and building Paths was most of the cost of observing a large cache.
-    for dirpath, _dirs, names in os.walk(root):
-        prefix = os.path.relpath(dirpath, root).replace(os.sep, "/") + "/"
-        if prefix == "./":
-            prefix = ""
-        for name in names:
-            files[prefix + name] = _read_entry(prefix + name, os.path.join(dirpath, name), blobs)
+    _read_snapshot_dir(root, "", blobs_dir, blob_stats, files)
     return files
 
 
-def _read_entry(rel: str, entry: str, blobs_dir: str) -> CachedFile:
-    blob = ""
+def _read_snapshot_dir(
+    dirpath: str,
+    prefix: str,
+    blobs_dir: str,
+    blob_stats: dict[str, os.stat_result],
+    files: dict[str, CachedFile],
+) -> None:
+    """The files under ``dirpath`` into ``files``, as ``os.walk`` would list them.
+
+    Written out rather than ``os.walk``, which stats every link to tell a link to a directory
+    from one to a file: a link to a blob already stat'ed by the scan of ``blobs/`` is a
+    file, and only other links cost a stat.  Directory links are not followed, so a planted
+    link cannot widen the scan.  Strings rather than Path objects: a pass reads every file of
+    every cached snapshot, and building Paths was most of the cost of observing a large cache.
+    """
+    # The link huggingface_hub writes from this depth: up to the repo folder, then blobs/.
+    link_prefix = "../" * (prefix.count("/") + 2) + "blobs/"
+    subdirs: list[os.DirEntry[str]] = []
+    for entry in _listing(dirpath):
+        rel = prefix + entry.name
+        if _is_symlink(entry):
+            found = _read_link(rel, entry, dirpath, link_prefix, blobs_dir, blob_stats)
+            if found is not None:
+                files[rel] = found
+        elif _is_dir(entry, follow_symlinks=False):
+            subdirs.append(entry)
+        else:
+            files[rel] = _stat_entry(rel, entry.path, blob="")
+    for subdir in subdirs:
+        _read_snapshot_dir(subdir.path, f"{prefix}{subdir.name}/", blobs_dir, blob_stats, files)
+
+
+def _read_link(
+    rel: str,
+    entry: os.DirEntry[str],
+    dirpath: str,
+    link_prefix: str,
+    blobs_dir: str,
+    blob_stats: dict[str, os.stat_result],
+) -> CachedFile | None:
+    """A snapshot link: from the link alone when it names a blob of ``blob_stats``, whose
+    stat is the one a stat through the link would return; None for a link to a directory
+    (not a file, and not followed)."""
     try:
-        target = os.readlink(entry)
+        target: str | None = os.readlink(entry.path)
     except OSError:
-        target = None  # not a link (or gone): stat below tells
-    if target is not None:
-        resolved = os.path.normpath(os.path.join(os.path.dirname(entry), target))
-        if os.path.dirname(resolved) != blobs_dir:
-            # A link that leaves the repo's blobs/ is not something huggingface_hub writes;
-            # reading through it could report a file outside the cache as ours.
-            return CachedFile(rel, blob="", size=-1)
-        blob = os.path.basename(resolved)
+        target = None  # replaced or gone since the listing: the stat below tells
+    blob = "" if target is None else _linked_blob(target, link_prefix, dirpath, blobs_dir)
+    known = blob_stats.get(blob) if blob else None
+    if known is not None:
+        return CachedFile(
+            rel, blob=blob, size=known.st_size, mtime_ns=known.st_mtime_ns, inode=known.st_ino
+        )
+    if _is_dir(entry, follow_symlinks=True):
+        return None
+    if target is not None and not blob:
+        # A link that leaves the repo's blobs/ is not something huggingface_hub writes;
+        # reading through it could report a file outside the cache as ours.
+        return CachedFile(rel, blob="", size=-1)
+    return _stat_entry(rel, entry.path, blob=blob)
+
+
+def _stat_entry(rel: str, path: str, *, blob: str) -> CachedFile:
     try:
-        st = os.stat(entry)
+        st = os.stat(path)
     except OSError:
         return CachedFile(rel, blob=blob, size=-1)
     return CachedFile(rel, blob=blob, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
 
 
-def _read_partials(blobs_dir: Path) -> tuple[PartialFile, ...]:
+def _listing(directory: str) -> list[os.DirEntry[str]]:
+    """A directory's entries; none when it cannot be listed (``os.walk`` skips it too)."""
+    try:
+        with os.scandir(directory) as found:
+            return list(found)
+    except OSError:
+        return []
+
+
+def _is_symlink(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return False
+
+
+def _is_dir(entry: os.DirEntry[str], *, follow_symlinks: bool) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=follow_symlinks)
+    except OSError:
+        return False
+
+
+def _linked_blob(target: str, link_prefix: str, dirpath: str, blobs_dir: str) -> str:
+    """The name in ``blobs_dir`` a link from ``dirpath`` resolves to, or "" if it leaves it.
+
+    The spelling huggingface_hub writes is recognised as text (path arithmetic on every
+    link of a large cache is measurable); any other spelling is resolved lexically."""
+    if target.startswith(link_prefix):
+        name = target[len(link_prefix) :]
+        if name not in ("", ".", "..") and "/" not in name:
+            return name
+    resolved = os.path.normpath(os.path.join(dirpath, target))
+    if os.path.dirname(resolved) != blobs_dir:
+        return ""
+    return os.path.basename(resolved)
+
+
+def _read_partials(blob_entries: list[os.DirEntry[str]]) -> tuple[PartialFile, ...]:
     partials = []
-    for entry in sorted(_entries(blobs_dir), key=lambda e: e.name):
+    for entry in sorted(blob_entries, key=lambda e: e.name):
         # What glob("*.incomplete") matched: hidden names are not partials.
         if entry.name.startswith(".") or not entry.name.endswith(".incomplete"):
             continue
@@ -294,9 +379,11 @@ def _read_partials(blobs_dir: Path) -> tuple[PartialFile, ...]:
     return tuple(partials)
 
 
-def _read_blobs(blobs_dir: Path) -> dict[str, int]:
-    blobs: dict[str, int] = {}
-    for entry in _entries(blobs_dir):
+def _stat_blobs(blob_entries: list[os.DirEntry[str]]) -> dict[str, os.stat_result]:
+    """Each complete blob's stat (through a link, as a snapshot's link is read): regular
+    files only, without the partials of downloads in progress."""
+    blobs: dict[str, os.stat_result] = {}
+    for entry in blob_entries:
         if entry.name.endswith(".incomplete"):
             continue  # a download in progress, reported as a partial
         try:
@@ -304,7 +391,7 @@ def _read_blobs(blobs_dir: Path) -> dict[str, int]:
         except OSError:
             continue
         if stat.S_ISREG(st.st_mode):
-            blobs[entry.name] = st.st_size
+            blobs[entry.name] = st
     return blobs
 
 

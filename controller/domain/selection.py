@@ -17,6 +17,8 @@ def _normalize(pattern: str) -> str:
 
 
 def selects(path: str, include: Iterable[str], exclude: Iterable[str]) -> bool:
+    if include == () and exclude == ():
+        return True  # most models select every file; a pass asks this of each cached file
     includes = [_normalize(p) for p in include]
     if includes and not any(fnmatchcase(path, p) for p in includes):
         return False

@@ -6,9 +6,11 @@ one unreachable hub or one odd directory never hides what is known about everyth
 
 from __future__ import annotations
 
+import gc
 import shutil
-from collections.abc import Collection, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Collection, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -55,26 +57,30 @@ def observe(
     """
     cache_dir = Path(desired.cache_dir)
     problems: list[str] = []
-    cache = _read_cache(cache_dir, desired.models, problems)
+    pinned = pinned or {}
+    wanted = [] if remote is not None else _to_ask(desired, skip=set(pinned))
+    # The hub is asked while the cache is read: each waits on something else (the hub's
+    # answers, the disk), and one after the other cost their sum.
     owned = store is not None
-    store = store or StateStore.open_readonly(Path(desired.state_dir))
-    try:
-        if remote is None:
-            pinned = pinned or {}
-            asked = _resolve_all(desired, store, now, offline, remember=owned, skip=set(pinned))
-            if owned and store is not None:
-                _remember_pinned(store, pinned, now)
-            remote = {**asked, **pinned}
-        verifications = store.verifications() if store else {}
-        usage_stats = _usage(store, now, desired.usage_window_days) if store else {}
-        requested = frozenset(store.requests()) if store else frozenset()
-        paused = frozenset(store.paused()) if store else frozenset()
-        throughput = store.throughput() if store else None
-        retention = _retention_state(store, now, writable=owned) if store else _NO_RETENTION
-        health = store.health_checks() if store else {}
-    finally:
-        if store is not None and not owned:
-            store.close()
+    with _no_cyclic_collection(), _HubQuestions(desired, wanted, offline) as questions:
+        cache = _read_cache(cache_dir, desired.models, problems)
+        store = store or StateStore.open_readonly(Path(desired.state_dir))
+        try:
+            verifications = store.verifications() if store else {}
+            if remote is None:
+                asked = _settle(wanted, questions.answers(), store, now, remember=owned)
+                if owned and store is not None:
+                    _remember_pinned(store, pinned, now)
+                remote = {**asked, **pinned}
+            usage_stats = _usage(store, now, desired.usage_window_days) if store else {}
+            requested = frozenset(store.requests()) if store else frozenset()
+            paused = frozenset(store.paused()) if store else frozenset()
+            throughput = store.throughput() if store else None
+            retention = _retention_state(store, now, writable=owned) if store else _NO_RETENTION
+            health = store.health_checks() if store else {}
+        finally:
+            if store is not None and not owned:
+                store.close()
     return Observation(
         cache=cache,
         remote=dict(remote),
@@ -186,40 +192,80 @@ def _read_repos(
     return cache
 
 
-def _resolve_all(
-    desired: DesiredState,
+@contextmanager
+def _no_cyclic_collection() -> Iterator[None]:
+    """Observing a large cache allocates objects by the hundred thousand (one per cached file
+    and per verification record) that all live until the pass ends: the cyclic collector,
+    triggered by allocation counts, would rescan them over and over as they pile up and find
+    nothing to free.  Only the collector pauses; reference counting frees as before."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _to_ask(desired: DesiredState, *, skip: Collection[str]) -> list[DesiredModel]:
+    return [m for m in desired.models if not m.suspend and m.name not in skip]
+
+
+class _HubQuestions:
+    """What the hub says about each of ``wanted``, asked on a few threads from the moment
+    the block is entered; leaving it early cancels the questions not yet sent."""
+
+    def __init__(self, desired: DesiredState, wanted: list[DesiredModel], offline: bool) -> None:
+        self._desired = desired
+        self._wanted = wanted
+        self._offline = offline
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future[RemoteRevision | RemoteProblem]] = []
+
+    def __enter__(self) -> _HubQuestions:
+        if self._wanted and not self._offline:
+            desired = self._desired
+            floor = SpeedFloor(desired.min_speed, desired.min_speed_window)
+            self._pool = ThreadPoolExecutor(max_workers=min(8, len(self._wanted)))
+            self._pending = [
+                self._pool.submit(revisions.resolve, m.repo, m.revision, desired.endpoint, floor)
+                for m in self._wanted
+            ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def answers(self) -> list[RemoteRevision | RemoteProblem]:
+        """One answer per wanted model, in order (waiting for those still under way)."""
+        if self._offline:
+            # Said where a model has no answer from the hub to fall back on: the user needs
+            # to know what would get one.
+            unasked = RemoteProblem(
+                Reason.HUB_UNREACHABLE,
+                f"offline: the hub ({self._desired.endpoint}) was not asked, and no earlier "
+                "answer is remembered; run once without --offline to resolve it",
+            )
+            return [unasked for _ in self._wanted]
+        return [future.result() for future in self._pending]
+
+
+def _settle(
+    wanted: list[DesiredModel],
+    answers: list[RemoteRevision | RemoteProblem],
     store: StateStore | None,
     now: datetime,
-    offline: bool,
     *,
     remember: bool,
-    skip: Collection[str] = (),
 ) -> dict[str, RemoteRevision | RemoteProblem]:
-    wanted = [m for m in desired.models if not m.suspend and m.name not in skip]
-    answers: list[RemoteRevision | RemoteProblem]
-    if offline:
-        # Said where a model has no answer from the hub to fall back on: the user needs to
-        # know what would get one.
-        unasked = RemoteProblem(
-            Reason.HUB_UNREACHABLE,
-            f"offline: the hub ({desired.endpoint}) was not asked, and no earlier answer is "
-            "remembered; run once without --offline to resolve it",
-        )
-        answers = [unasked for _ in wanted]
-    else:
-        floor = SpeedFloor(desired.min_speed, desired.min_speed_window)
-        with ThreadPoolExecutor(max_workers=min(8, max(1, len(wanted)))) as pool:
-            answers = list(
-                pool.map(
-                    lambda m: revisions.resolve(m.repo, m.revision, desired.endpoint, floor),
-                    wanted,
-                )
-            )
+    """Each model's answer: remembered when it is news and ``remember``; what the hub said
+    last when it could not be reached."""
+    if remember and store is not None:
+        store.remember_remotes([a for a in answers if isinstance(a, RemoteRevision)], now)
     remote: dict[str, RemoteRevision | RemoteProblem] = {}
     for model, answer in zip(wanted, answers, strict=True):
         if isinstance(answer, RemoteRevision):
-            if remember and store is not None:
-                store.remember_remote(answer, now)
             remote[model.name] = answer
         elif answer.reason is Reason.HUB_UNREACHABLE and store is not None:
             # An unreachable hub is not a changed hub: plan against what it said last.

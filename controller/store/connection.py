@@ -302,6 +302,20 @@ class Database:
                     return []
                 raise
 
+    def _select_tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """:meth:`_select` as plain tuples: a read of tens of thousands of rows spends more
+        on building a ``Row`` per row than on the query.  Any database error is left to
+        :meth:`_select`, which asks again and knows how to recover or report it."""
+        with self._lock:
+            try:
+                cursor = self._live().cursor()
+                cursor.row_factory = None
+                rows: list[tuple[Any, ...]] = cursor.execute(sql, params).fetchall()
+                return rows
+            except sqlite3.DatabaseError:
+                pass
+        return [tuple(row) for row in self._select(sql, params)]
+
     def _after_damage(self, reason: str, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         """A read that found damage: read-only, the database reads as empty from now on;
         read-write, it is replaced and the read asked of the new one."""

@@ -33,35 +33,40 @@ def _files_from_json(text: str) -> tuple[RemoteFile, ...]:
     )
 
 
+# Timestamps are fixed-width UTC text, so text order is time order.
+_REMEMBER = """
+    INSERT INTO remote_revisions (repo, revision, commit_sha, files_json, observed_at)
+    VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (repo, revision) DO UPDATE SET
+        commit_sha = excluded.commit_sha, files_json = excluded.files_json,
+        observed_at = excluded.observed_at
+    WHERE excluded.observed_at >= remote_revisions.observed_at
+"""
+
+
+def _remember_params(rev: RemoteRevision, observed_at: datetime) -> tuple[str, ...]:
+    if rev.stale:
+        # Re-remembering a recalled revision would pass old news off as fresh.
+        raise ValueError(f"{rev.repo}@{rev.revision} is stale; only remember hub answers")
+    return (rev.repo, rev.revision, rev.commit, _files_to_json(rev.files), timestamp(observed_at))
+
+
 class RemoteRevisions(Database):
     """The ``remote_revisions`` table."""
 
     def remember_remote(self, rev: RemoteRevision, observed_at: datetime) -> bool:
         """Keep what the hub said a revision contains, learned at ``observed_at``, for when
         it cannot be asked; False when a newer answer was already remembered."""
-        if rev.stale:
-            # Re-remembering a recalled revision would pass old news off as fresh.
-            raise ValueError(f"{rev.repo}@{rev.revision} is stale; only remember hub answers")
         with self._write() as conn:
-            # Timestamps are fixed-width UTC text, so text order is time order.
-            written = conn.execute(
-                """
-                INSERT INTO remote_revisions (repo, revision, commit_sha, files_json, observed_at)
-                VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (repo, revision) DO UPDATE SET
-                    commit_sha = excluded.commit_sha, files_json = excluded.files_json,
-                    observed_at = excluded.observed_at
-                WHERE excluded.observed_at >= remote_revisions.observed_at
-                """,
-                (
-                    rev.repo,
-                    rev.revision,
-                    rev.commit,
-                    _files_to_json(rev.files),
-                    timestamp(observed_at),
-                ),
-            )
-            return written.rowcount > 0
+            return conn.execute(_REMEMBER, _remember_params(rev, observed_at)).rowcount > 0
+
+    def remember_remotes(self, revs: Sequence[RemoteRevision], observed_at: datetime) -> None:
+        """:meth:`remember_remote` for every answer of a pass, in one transaction: a commit
+        per answer made remembering a thousand models' answers a measurable part of a pass."""
+        params = [_remember_params(rev, observed_at) for rev in revs]
+        if params:
+            with self._write() as conn:
+                conn.executemany(_REMEMBER, params)
 
     def recall_remote(self, repo: str, revision: str) -> RemoteRevision | None:
         """The last remembered answer for ``repo@revision``, marked stale, if any."""

@@ -66,8 +66,24 @@ class Verifications(Database):
             )
 
     def verifications(self) -> dict[tuple[str, str], Verification]:
-        rows = self._select("SELECT * FROM verifications ORDER BY repo, blob")
-        return {(row["repo"], row["blob"]): _verification_from_row(row) for row in rows}
+        """Every record: a pass over a large cache reads one per file, so the rows come as
+        tuples, not ``Row`` objects, and each becomes its value directly."""
+        rows = self._select_tuples(
+            "SELECT repo, blob, size, mtime_ns, inode, digest, ok, checked_at "
+            "FROM verifications ORDER BY repo, blob"
+        )
+        return {
+            (repo, blob): Verification(
+                blob=blob,
+                size=size,
+                mtime_ns=mtime_ns,
+                inode=_inode_from_sql(inode),
+                digest=digest,
+                ok=bool(ok),
+                checked_at=parse_timestamp(checked_at),
+            )
+            for repo, blob, size, mtime_ns, inode, digest, ok, checked_at in rows
+        }
 
     def verifications_for(self, repo: str) -> dict[str, Verification]:
         rows = self._select("SELECT * FROM verifications WHERE repo = ? ORDER BY blob", (repo,))

@@ -96,6 +96,57 @@ def test_a_planted_link_out_of_the_cache_is_not_read_as_a_model_file(tmp_path: P
     assert entry.size == -1 and entry.blob == ""
 
 
+@pytest.mark.parametrize(
+    ("link_dir", "target"),
+    [
+        ("", "../../blobs/../../../secret.txt"),
+        ("", "../../blobs/sub/../../../../secret.txt"),
+        ("sub", "../../../blobs/../../../../secret.txt"),
+        ("sub", "../../blobs/a"),
+    ],
+)
+def test_a_link_spelled_like_a_blob_link_but_leaving_blobs_is_not_read(
+    tmp_path: Path, link_dir: str, target: str
+) -> None:
+    (tmp_path / "secret.txt").write_text("not a model")
+    folder = tmp_path / "cache" / "models--org--m"
+    (folder / "blobs").mkdir(parents=True)
+    (folder / "blobs" / "a").write_text("x")
+    snapshot = folder / "snapshots" / ("1" * 40) / link_dir
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").symlink_to(target)
+    rel = f"{link_dir}/config.json".lstrip("/")
+    entry = layout.read_repo(tmp_path / "cache", "org/m").files_at("1" * 40)[rel]
+    assert entry.size == -1 and entry.blob == ""
+
+
+def test_a_link_to_a_blob_reads_the_blobs_size_identity_and_name(tmp_path: Path) -> None:
+    folder = tmp_path / "cache" / "models--org--m"
+    (folder / "blobs").mkdir(parents=True)
+    (folder / "blobs" / "abc").write_bytes(b"12345")
+    snapshot = folder / "snapshots" / ("1" * 40)
+    (snapshot / "sub").mkdir(parents=True)
+    (snapshot / "top.json").symlink_to("../../blobs/abc")
+    (snapshot / "sub" / "deep.json").symlink_to("../../../blobs/abc")
+    (snapshot / "odd.json").symlink_to("../../snapshots/../blobs/abc")
+    (snapshot / "gone.json").symlink_to("../../blobs/missing")
+    (snapshot / "copy.json").write_bytes(b"123")
+    (snapshot / "folder-link").symlink_to("sub")  # a link to a directory: neither file nor walked
+    files = layout.read_repo(tmp_path / "cache", "org/m").files_at("1" * 40)
+    assert sorted(files) == ["copy.json", "gone.json", "odd.json", "sub/deep.json", "top.json"]
+    assert (files["copy.json"].blob, files["copy.json"].size) == ("", 3)
+    blob = (folder / "blobs" / "abc").stat()
+    for rel in ("top.json", "sub/deep.json", "odd.json"):
+        entry = files[rel]
+        assert (entry.blob, entry.size, entry.inode, entry.mtime_ns) == (
+            "abc",
+            5,
+            blob.st_ino,
+            blob.st_mtime_ns,
+        ), rel
+    assert (files["gone.json"].blob, files["gone.json"].size) == ("missing", -1)
+
+
 @pytest.mark.parametrize("commit", ["../../../../etc", "a/b", "..", ""])
 def test_a_commit_naming_anything_but_one_snapshot_directory_is_refused(
     tmp_path: Path, commit: str

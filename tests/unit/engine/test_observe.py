@@ -13,6 +13,7 @@ from controller.store import StateStore, leases
 from controller.system.clock import utcnow
 from tests.support import repos
 from tests.support.factories import NOW, desired
+from tests.support.hub import LocalHub
 
 
 def verify_all(store: StateStore, cache: Path, repo: str, commit: str) -> None:
@@ -88,3 +89,29 @@ def test_an_applying_pass_remembers_what_its_lock_pins_and_a_plan_does_not(
     with StateStore.open(tmp_path / "state") as store:
         again = store.recall_remote("org/a", "main")
     assert again is not None and again.commit == "1" * 40
+
+
+def test_an_applying_pass_remembers_each_hub_answer_and_a_plan_remembers_none(
+    tmp_path: Path,
+) -> None:
+    with LocalHub(tmp_path / "hub") as hub:
+        first = hub.publish("org/a", {"a.json": b"{}"})
+        second = hub.publish("org/b", {"b.json": b"[]"})
+        models = (DesiredModel("a", "org/a"), DesiredModel("b", "org/b"))
+        state = desired(*models, root=tmp_path, endpoint=hub.url)
+        observe(state, now=NOW)  # a plan: nothing remembered, no state directory made
+        assert not (tmp_path / "state").exists()
+        with StateStore.open(tmp_path / "state") as store:
+            observed = observe(state, now=NOW, store=store)
+            recalled = [store.recall_remote(repo, "main") for repo in ("org/a", "org/b")]
+    assert [(r.commit, r.learned_at) for r in recalled if r is not None] == [
+        (first, NOW),
+        (second, NOW),
+    ]
+    assert [f.path for r in recalled if r is not None for f in r.files] == ["a.json", "b.json"]
+    assert {
+        name: a.commit for name, a in observed.remote.items() if isinstance(a, RemoteRevision)
+    } == {
+        "a": first,
+        "b": second,
+    }

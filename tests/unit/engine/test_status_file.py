@@ -121,3 +121,30 @@ def test_a_damaged_status_is_reported_in_one_line(tmp_path: Path, case: str) -> 
 def test_a_missing_status_is_an_os_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         status_file.read(tmp_path / "absent.yaml")
+
+
+def test_the_text_is_what_the_standard_safe_dumper_writes(tmp_path: Path) -> None:
+    # Values whose YAML spelling needs care: quoted look-alikes of other types, empty and
+    # multi-line strings, floats, nulls, nested mappings, empty and non-empty lists.
+    tricky = report().models[0].model_copy(
+        update={
+            "message": "line one\nline two: 'quoted' \"too\"",
+            "commit": None,
+            "missing_files": ("true", "null", "0123", "", "a: b", "- x", "ü/ß.bin"),
+            "corrupt_files": (),
+            "integrity_score": 0.5,
+            "usage_frequency": 1e-17,
+            "average_generation_seconds": 12.0,
+            "queue_position": 3,
+        }
+    )
+    summary = report().summary.model_copy(update={"phases": {"AVAILABLE": 1, "yes": 0}})
+    written = report().model_copy(update={"models": (tricky, tricky), "summary": summary})
+    path = tmp_path / "status.yaml"
+    status_file.write(path, written)
+
+    expected = yaml.dump(
+        status_file.to_dict(written), Dumper=yaml.SafeDumper, sort_keys=False, allow_unicode=True
+    )
+    assert path.read_text(encoding="utf-8") == expected
+    assert status_file.read(path) == written

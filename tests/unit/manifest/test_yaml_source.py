@@ -12,6 +12,13 @@ from tests.unit.manifest.texts import HEAD, assert_reported, manifest, problems_
 
 UNREADABLE = [
     pytest.param("spec: [unclosed\n", 2, "(document)", "invalid YAML", id="yaml-syntax"),
+    pytest.param(
+        "spec: a: b\n",
+        1,
+        "(document)",
+        "invalid YAML: mapping values are not allowed here",
+        id="yaml-syntax-wording",
+    ),
     pytest.param("", 1, "(document)", "empty file", id="empty-file"),
     pytest.param("# only a comment\n", 1, "(document)", "empty file", id="comment-only-file"),
     pytest.param("- a\n- b\n", 1, "(document)", "expected a mapping", id="top-level-list"),

@@ -49,3 +49,21 @@ def test_a_stale_revision_cannot_be_remembered_as_news(store: StateStore) -> Non
     with pytest.raises(ValueError, match="stale"):
         store.remember_remote(dataclasses.replace(remote(), stale=True), observed_at=NOW)
     assert store.recall_remote(remote().repo, "main") is None
+
+
+def test_a_pass_remembers_all_its_answers_at_once_and_never_over_newer_ones(
+    store: StateStore,
+) -> None:
+    newer = dataclasses.replace(remote(C2), repo="org/newer")
+    store.remember_remote(newer, observed_at=NOW + timedelta(hours=1))
+    older = dataclasses.replace(remote(C1), repo="org/newer")
+
+    store.remember_remotes([remote(C1), older], observed_at=NOW)
+
+    assert store.recall_remote("Wan-AI/Wan2.2-TI2V-5B", "main") == dataclasses.replace(
+        remote(C1), stale=True, learned_at=NOW
+    )
+    kept = store.recall_remote("org/newer", "main")
+    assert kept is not None and kept.commit == C2
+    with pytest.raises(ValueError, match="stale"):
+        store.remember_remotes([dataclasses.replace(remote(), stale=True)], observed_at=NOW)
