@@ -7,7 +7,10 @@ several models queue files at once.  A first-come queue would serve them in what
 their threads happened to run; this one serves them by the models' places in the plan, and
 holds a model's work back until every model before it has asked for its own or ended
 (:meth:`FilePool.done`), so downloads start in priority order even when a later model's
-thread is quicker to ask.  The pool's size is the connection budget.
+thread is quicker to ask.  The pool's size is the connection budget.  That order is a
+preference, never a reason to stop: work held back longer than :data:`HOLD_AT_MOST_SECONDS`
+runs anyway, so a model that is never heard from (a caller that breaks its promise) slows the
+models after it down but cannot stall the pass.
 
 Written here because the standard library's executors serve first come, first served, and
 no well-kept library offers a thread pool ordered by a caller's key.
@@ -19,10 +22,14 @@ import functools
 import heapq
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+# How long work may wait for the models before it: about what one model's first files take.
+HOLD_AT_MOST_SECONDS = 5.0
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -32,6 +39,7 @@ U = TypeVar("U")
 class _Task:
     rank: int
     seq: int  # first come first within one rank: a model's files keep their order
+    queued_at: float = field(compare=False)  # time.monotonic()
     future: Future[Any] = field(compare=False)
     work: Callable[[], Any] = field(compare=False)
 
@@ -39,8 +47,15 @@ class _Task:
 class FilePool:
     """``workers`` threads, started at the first task; :meth:`shutdown` ends them."""
 
-    def __init__(self, workers: int, *, name: str = "modelsync-file") -> None:
+    def __init__(
+        self,
+        workers: int,
+        *,
+        name: str = "modelsync-file",
+        hold_at_most: float = HOLD_AT_MOST_SECONDS,
+    ) -> None:
         self.workers = max(1, workers)
+        self.hold_at_most = hold_at_most
         self._name = name
         self._ranks: dict[str, int] = {}
         self._heard: list[bool] = []  # by rank: the model asked for work, or ended
@@ -76,8 +91,9 @@ class FilePool:
                 raise RuntimeError("the file pool was shut down")
             self._hear(model)
             rank = self._ranks.get(model, len(self._ranks))
+            now = time.monotonic()
             for future, work in zip(futures, works, strict=True):
-                heapq.heappush(self._waiting, _Task(rank, next(self._seq), future, work))
+                heapq.heappush(self._waiting, _Task(rank, next(self._seq), now, future, work))
             if not self._threads:
                 self._start()
             self._ready.notify_all()
@@ -111,19 +127,24 @@ class FilePool:
             self._next += 1
         self._ready.notify_all()
 
-    def _runnable(self) -> bool:
-        """Whether the first waiting task may start: every model ranked before its own has
-        been heard from (or the pool is closing, and runs what is left)."""
+    def _held_for(self) -> float | None:
+        """How much longer the first waiting task is held back: 0 when it may start (every
+        model ranked before its own has been heard from, it waited long enough, or the pool
+        is closing and runs what is left); ``None`` when nothing waits."""
         if not self._waiting:
-            return False
-        rank = self._waiting[0].rank
-        return rank < self._next or rank >= len(self._heard) or self._closed
+            return None
+        task = self._waiting[0]
+        if task.rank < self._next or task.rank >= len(self._heard) or self._closed:
+            return 0.0
+        return max(0.0, task.queued_at + self.hold_at_most - time.monotonic())
 
     def _serve(self) -> None:
         while True:
             with self._ready:
-                while not self._runnable() and not (self._closed and not self._waiting):
-                    self._ready.wait()
+                while (held := self._held_for()) != 0.0 and not (
+                    self._closed and not self._waiting
+                ):
+                    self._ready.wait(held)  # None: until work comes or the pool closes
                 if not self._waiting:
                     return  # closed, and nothing left to run
                 task = heapq.heappop(self._waiting)

@@ -37,6 +37,18 @@ def test_a_models_work_waits_until_every_model_before_it_has_asked_or_ended() ->
     assert ran == ["second.a", "second.b", "third"]
 
 
+def test_a_model_never_heard_from_delays_the_ones_after_it_but_cannot_stall_them() -> None:
+    pool = FilePool(1, hold_at_most=0.5)
+    pool.prioritize(["silent", "waiting"])
+    try:
+        started = time.monotonic()
+        waiting = pool.submit("waiting", lambda: time.monotonic())
+        ran_at = waiting.result(timeout=DEADLINE_S)  # "silent" never asks nor ends
+    finally:
+        pool.shutdown()
+    assert ran_at - started >= 0.5
+
+
 def test_waiting_work_runs_by_the_models_places_in_the_plan() -> None:
     pool = FilePool(1)
     pool.prioritize(["a", "b", "c"])
