@@ -11,12 +11,13 @@ path, a byte count or a blob name in the cache, so each is checked, and a bad an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from controller.cache.layout import check_relative
 from controller.domain import COMMIT_RE, SHA256_RE, RemoteFile, RemoteRevision
 
-_BLOB_ID_LENGTH = 40  # a git blob sha1, in hex
+_BLOB_ID_RE = re.compile(r"[0-9a-f]{40}")  # a git blob sha1, in hex
 
 
 class MalformedAnswer(ValueError):
@@ -66,7 +67,7 @@ def _remote_file(index: int, sibling: object) -> RemoteFile:
     if size is not None and lfs_size is not None and size != lfs_size:
         raise MalformedAnswer(f"{where}: size {size} but lfs.size {lfs_size}")
     blob_id = sibling.get("blobId", "")
-    if not isinstance(blob_id, str) or (blob_id and not _is_hex(blob_id, _BLOB_ID_LENGTH)):
+    if not isinstance(blob_id, str) or (blob_id and not _BLOB_ID_RE.fullmatch(blob_id)):
         raise MalformedAnswer(f"{where}.blobId is {_shown(blob_id)}, not a git blob id")
     if sha256 is None and not blob_id:
         raise MalformedAnswer(f"{where} has neither lfs.sha256 nor blobId to check it by")
@@ -82,10 +83,6 @@ def _size(where: str, value: object, *, required: bool) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise MalformedAnswer(f"{where} is {_shown(value)}, not a size in bytes")
     return value
-
-
-def _is_hex(text: str, length: int) -> bool:
-    return len(text) == length and all(c in "0123456789abcdef" for c in text)
 
 
 def _kind(value: object) -> str:
