@@ -6,11 +6,9 @@ one unreachable hub or one odd directory never hides what is known about everyth
 
 from __future__ import annotations
 
-import gc
 import shutil
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +33,7 @@ from controller.domain.usage import derive, recent_start, window_start
 from controller.hub import revisions
 from controller.hub.watchdog import SpeedFloor
 from controller.store import StateStore, leases
+from controller.system import collector
 
 
 def observe(
@@ -62,7 +61,7 @@ def observe(
     # The hub is asked while the cache is read: each waits on something else (the hub's
     # answers, the disk), and one after the other cost their sum.
     owned = store is not None
-    with _no_cyclic_collection(), _HubQuestions(desired, wanted, offline) as questions:
+    with collector.paused(), _HubQuestions(desired, wanted, offline) as questions:
         cache = _read_cache(cache_dir, desired.models, problems)
         store = store or StateStore.open_readonly(Path(desired.state_dir))
         try:
@@ -190,21 +189,6 @@ def _read_repos(
         except (OSError, layout.UnsafePathError) as e:
             problems.append(f"cache: cannot read {repo}: {e}")
     return cache
-
-
-@contextmanager
-def _no_cyclic_collection() -> Iterator[None]:
-    """Observing a large cache allocates objects by the hundred thousand (one per cached file
-    and per verification record) that all live until the pass ends: the cyclic collector,
-    triggered by allocation counts, would rescan them over and over as they pile up and find
-    nothing to free.  Only the collector pauses; reference counting frees as before."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _to_ask(desired: DesiredState, *, skip: Collection[str]) -> list[DesiredModel]:

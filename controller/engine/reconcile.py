@@ -48,6 +48,7 @@ from controller.manifest.loading import RELOCK, Loaded
 from controller.planning import planner, retention_view, status
 from controller.planning.nodestate import ReportedModel, ReportedState, observation_from_status
 from controller.store import StateStore
+from controller.system import collector
 from controller.system.cancel import StopSignal
 from controller.system.clock import utcnow
 
@@ -206,7 +207,10 @@ def reconcile(
         if outcome.results or outcome.stopped:
             after = observe(desired, now=clock(), store=store, remote=observed.remote)
             settled = _record_settled(store, desired, after, clock())
-            remaining = planner.plan(desired, after, clock(), assessments=settled, budget=budget)
+            with collector.paused():
+                remaining = planner.plan(
+                    desired, after, clock(), assessments=settled, budget=budget
+                )
         else:  # and the plan made from that read is what is left to do
             after, settled, remaining = observed, assessments, planned
             _record_settled(store, desired, after, clock(), settled)
@@ -223,7 +227,10 @@ def _plan(
     assessments: tuple[Assessment, ...] | None = None,
     budget: Budget | None,
 ) -> Plan:
-    the_plan = planner.plan(loaded.desired, observed, now, assessments=assessments, budget=budget)
+    with collector.paused():  # see controller.system.collector
+        the_plan = planner.plan(
+            loaded.desired, observed, now, assessments=assessments, budget=budget
+        )
     return _with(the_plan, warnings=loaded.warnings)
 
 
