@@ -7,6 +7,7 @@ one unreachable hub or one odd directory never hides what is known about everyth
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -195,6 +196,32 @@ def _to_ask(desired: DesiredState, *, skip: Collection[str]) -> list[DesiredMode
     return [m for m in desired.models if not m.suspend and m.name not in skip]
 
 
+# After this many models in a row found the hub unreachable (each after its own quick
+# retries), the rest of the pass does not ask: every question would wait out the same retries
+# (about a second) for the same answer -- two minutes of a 1,000-model pass that can only plan
+# from what the hub said last.  Any answer from the hub starts the count again.
+UNREACHABLE_IN_A_ROW = 3
+
+
+class UnreachableRun:
+    """The models in a row, in the order their answers came, that found the hub unreachable;
+    ``down`` is the last of their problems once there are :data:`UNREACHABLE_IN_A_ROW`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # answers come from several threads
+        self._count = 0
+        self.down: RemoteProblem | None = None
+
+    def heard(self, answer: RemoteRevision | RemoteProblem) -> None:
+        with self._lock:
+            if isinstance(answer, RemoteProblem) and answer.reason is Reason.HUB_UNREACHABLE:
+                self._count += 1
+                if self._count >= UNREACHABLE_IN_A_ROW:
+                    self.down = answer
+            else:
+                self._count = 0
+
+
 class _HubQuestions:
     """What the hub says about each of ``wanted``, asked on a few threads from the moment
     the block is entered; leaving it early cancels the questions not yet sent."""
@@ -205,6 +232,7 @@ class _HubQuestions:
         self._offline = offline
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[Future[RemoteRevision | RemoteProblem]] = []
+        self._unreachable = UnreachableRun()
 
     def __enter__(self) -> _HubQuestions:
         if self._wanted and not self._offline:
@@ -212,10 +240,26 @@ class _HubQuestions:
             floor = SpeedFloor(desired.min_speed, desired.min_speed_window)
             self._pool = ThreadPoolExecutor(max_workers=min(8, len(self._wanted)))
             self._pending = [
-                self._pool.submit(revisions.resolve, m.repo, m.revision, desired.endpoint, floor)
+                self._pool.submit(self._ask, m.repo, m.revision, desired.endpoint, floor)
                 for m in self._wanted
             ]
         return self
+
+    def _ask(
+        self, repo: str, revision: str, endpoint: str, floor: SpeedFloor
+    ) -> RemoteRevision | RemoteProblem:
+        """The hub's answer, unless it was unreachable for the models asked just before:
+        then this one is not asked (see :data:`UNREACHABLE_IN_A_ROW`)."""
+        down = self._unreachable.down
+        if down is not None:
+            return RemoteProblem(
+                Reason.HUB_UNREACHABLE,
+                f"not asked: the hub was unreachable for {UNREACHABLE_IN_A_ROW} models in a "
+                f"row in this pass (the last: {down.message})",
+            )
+        answer = revisions.resolve(repo, revision, endpoint, floor)
+        self._unreachable.heard(answer)
+        return answer
 
     def __exit__(self, *exc: object) -> None:
         if self._pool is not None:

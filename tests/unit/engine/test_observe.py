@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from controller.cache import layout
 from controller.cache.inspection import inspect
-from controller.domain import DesiredModel, FileWork, RemoteFile, RemoteRevision
-from controller.engine.observe import observe, observe_models
+from controller.domain import (
+    DesiredModel,
+    FileWork,
+    Reason,
+    RemoteFile,
+    RemoteProblem,
+    RemoteRevision,
+)
+from controller.engine.observe import (
+    UNREACHABLE_IN_A_ROW,
+    UnreachableRun,
+    observe,
+    observe_models,
+)
 from controller.planning.planner import assess_all
 from controller.store import StateStore, leases
 from controller.system.clock import utcnow
@@ -115,3 +129,81 @@ def test_an_applying_pass_remembers_each_hub_answer_and_a_plan_remembers_none(
         "a": first,
         "b": second,
     }
+
+
+def lookups(hub: LocalHub) -> list[str]:
+    return [r.path for r in hub.requests if r.path.startswith("/api/models/")]
+
+
+def test_once_the_hub_is_unreachable_for_a_few_models_in_a_row_the_rest_are_not_asked(
+    tmp_path: Path,
+) -> None:
+    names = [f"m{i:02d}" for i in range(40)]
+    with LocalHub(tmp_path / "hub") as hub:
+        for name in names:
+            hub.publish(f"org/{name}", {"a.json": b"{}"})
+        hub.faults.fail("/api/models/*", 503, times=None)
+        state = desired(
+            *(DesiredModel(n, f"org/{n}") for n in names), root=tmp_path, endpoint=hub.url
+        )
+
+        observed = observe(state, now=NOW)
+
+        asked = lookups(hub)
+    problems = [observed.remote[n] for n in names]
+    assert all(
+        isinstance(p, RemoteProblem) and p.reason is Reason.HUB_UNREACHABLE for p in problems
+    )
+    # The first few, one per worker, are asked (each three times: two retries); once three
+    # in a row failed, the rest are not asked, and they say why.
+    assert len(set(asked)) < len(names) // 2
+    skipped = [p for p in problems if isinstance(p, RemoteProblem) and "not asked" in p.message]
+    assert skipped and all(
+        f"unreachable for {UNREACHABLE_IN_A_ROW} models in a row" in p.message
+        and "HTTP 503" in p.message
+        for p in skipped
+    )
+
+
+def test_a_hub_that_fails_one_model_is_still_asked_about_every_other(tmp_path: Path) -> None:
+    names = [f"m{i:02d}" for i in range(12)]
+    with LocalHub(tmp_path / "hub") as hub:
+        for name in names:
+            hub.publish(f"org/{name}", {"a.json": b"{}"})
+        hub.faults.fail("/api/models/org/m00/*", 503, times=None)
+        state = desired(
+            *(DesiredModel(n, f"org/{n}") for n in names), root=tmp_path, endpoint=hub.url
+        )
+
+        observed = observe(state, now=NOW)
+
+        asked = lookups(hub)
+    assert len(asked) == len(names) - 1 + 3  # m00 three times, with its retries
+    assert all(isinstance(observed.remote[n], RemoteRevision) for n in names[1:])
+    failed = observed.remote["m00"]
+    assert isinstance(failed, RemoteProblem) and "not asked" not in failed.message
+
+
+UNREACHABLE = RemoteProblem(Reason.HUB_UNREACHABLE, "cannot reach the hub")
+GATED = RemoteProblem(Reason.ACCESS_DENIED, "gated")
+ANSWER = RemoteRevision(repo="org/a", revision="main", commit="1" * 40, files=())
+
+
+@pytest.mark.parametrize(
+    ("answers", "down"),
+    [
+        ([UNREACHABLE] * 3, True),
+        ([UNREACHABLE] * 2, False),
+        ([UNREACHABLE, UNREACHABLE, ANSWER, UNREACHABLE], False),  # an answer starts again
+        ([UNREACHABLE, GATED, UNREACHABLE, UNREACHABLE], False),  # so does any other problem
+        ([UNREACHABLE, ANSWER, UNREACHABLE, UNREACHABLE, UNREACHABLE], True),
+        ([UNREACHABLE, UNREACHABLE, UNREACHABLE, ANSWER], True),  # once down, down for the pass
+    ],
+)
+def test_the_run_of_unreachable_answers(
+    answers: list[RemoteRevision | RemoteProblem], down: bool
+) -> None:
+    run = UnreachableRun()
+    for answer in answers:
+        run.heard(answer)
+    assert (run.down is UNREACHABLE) is down
