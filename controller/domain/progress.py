@@ -19,7 +19,7 @@ RATE_WINDOW_SECONDS = 10.0
 
 
 class FileProgress(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     path: str
     bytes_done: int
     bytes_total: int
@@ -28,7 +28,7 @@ class FileProgress(BaseModel):
 class ModelProgress(BaseModel):
     """A model's transfer under way, as the status and the event stream show it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     bytes_done: int = Field(description="bytes of the files to fetch already on disk")
     bytes_total: int = Field(description="size of the files to fetch")
     files_done: int

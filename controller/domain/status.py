@@ -19,7 +19,7 @@ STATUS_KIND = "ModelSetStatus"
 
 
 class DeletionStatus(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     model: str
     repo: str
@@ -36,7 +36,7 @@ class DeletionStatus(BaseModel):
 
 
 class UnmanagedStatus(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     repo: str
     size_on_disk: int = Field(description="bytes of blobs nothing of modelsync's refers to")
@@ -44,7 +44,7 @@ class UnmanagedStatus(BaseModel):
 
 
 class QuarantineStatus(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     repo: str
     files: int = Field(description="damaged files moved to the repo's .quarantine/")
@@ -52,7 +52,7 @@ class QuarantineStatus(BaseModel):
 
 
 class RetentionStatus(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     mode: str
     budget_bytes: int | None = Field(default=None, description="None: no budget known")
@@ -82,7 +82,7 @@ class RetentionStatus(BaseModel):
 class Failure(BaseModel):
     """Why a model's last apply did not finish."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     reason: Reason
     message: str
     files: tuple[str, ...] = ()
@@ -91,7 +91,7 @@ class Failure(BaseModel):
 class ProbeStatus(BaseModel):
     """The manifest's load test, as the latest health check ran it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     ok: bool
     exit_code: int | None = Field(description="None: timed out or could not start")
     checked_at: datetime
@@ -99,7 +99,7 @@ class ProbeStatus(BaseModel):
 
 
 class ModelStatus(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     repo: str
@@ -149,7 +149,7 @@ class ModelStatus(BaseModel):
 
 
 class StatusSummary(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     models: int
     phases: dict[str, int]
     size_on_disk: int
@@ -158,7 +158,7 @@ class StatusSummary(BaseModel):
 
 
 class StatusReport(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    model_config = ConfigDict(frozen=True, populate_by_name=True, defer_build=True)
 
     api_version: str = Field(default=API_VERSION, alias="apiVersion")
     kind: str = STATUS_KIND
