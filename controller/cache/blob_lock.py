@@ -7,11 +7,12 @@ application's download and modelsync's never interleave on one file.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-from filelock import FileLock
 
 from controller.cache import layout
 
@@ -21,7 +22,23 @@ _LOCK_MODE = 0o664
 
 @contextmanager
 def blob_lock(cache_dir: Path, repo: str, etag: str) -> Iterator[None]:
-    lock_path = cache_dir / ".locks" / layout.repo_folder(cache_dir, repo).name / f"{etag}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(lock_path, mode=_LOCK_MODE):
-        yield
+    """Hold the blob's lock: an exclusive ``flock`` on its lock file, as filelock (under
+    huggingface_hub's WeakFileLock) takes it.  Taken by hand, one open and one blocking
+    flock: filelock's registry, fork hooks and polling cost milliseconds of CPU per lock,
+    which a first apply of many small models pays once per file."""
+    lock_dir = cache_dir / ".locks" / layout.repo_folder(cache_dir, repo).name
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / f"{etag}.lock", os.O_RDWR | os.O_CREAT, _LOCK_MODE)
+    try:
+        # The umask narrows the mode at creation; another user's lock file is left as is.
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, _LOCK_MODE)
+        # Locks are per open file description: two threads of this process, each with its
+        # own descriptor, exclude each other as two processes do.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -59,8 +59,6 @@ class _Listener:
     last: float = float("-inf")
 
 
-
-
 class ProgressTracker:
     def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
@@ -105,17 +103,20 @@ class ProgressTracker:
             entry.meter.add(now, received)
             self._received[model] = self._received.get(model, 0) + received
             finished = entry.complete and not was_complete
-            due = [
-                listener
-                for listener in self._listeners
-                if finished or now - listener.last >= listener.every
-            ]
+            due = [each for each in self._listeners if now - each.last >= each.every]
             for listener in due:
                 listener.last = now
+            # A listener not yet due hears of a completion at once, but of that model
+            # alone: a snapshot of every model tracked on each completion would make a
+            # pass of many small models quadratic in the models under way.
+            told = [each for each in self._listeners if each not in due] if finished else []
+            alone = {model: _progress(entry, now)} if told else {}
         if due:
             snapshot = self.snapshot()
             for listener in due:
                 listener.callback(snapshot)
+        for listener in told:
+            listener.callback(alone)
 
     def retain(self, models: Iterable[str]) -> None:
         """Forget every model but ``models`` (those still transferring)."""
@@ -152,5 +153,3 @@ def _progress(entry: _Model, now: float) -> ModelProgress:
         eta_seconds=None if (left := eta(total - done, rate)) is None else round(left, 1),
         files=moving,
     )
-
-

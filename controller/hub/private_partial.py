@@ -139,9 +139,21 @@ def remove_stale(blob: Path, etag: str) -> int:
     ``<etag>.incomplete`` does not match."""
     removed = 0
     oldest_live = time.time() - STALE_AFTER_SECONDS
-    for path in blob.parent.glob(f"{etag}.*.incomplete"):
+    # Matched by hand, not globbed: a glob compiles its pattern, unique to each etag, on
+    # every call -- more than the whole transfer of a small file costs.
+    prefix, suffix = f"{etag}.", ".incomplete"
+    try:
+        entries = list(os.scandir(blob.parent))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        if len(name) < len(prefix) + len(suffix) or not (
+            name.startswith(prefix) and name.endswith(suffix)
+        ):
+            continue
         with contextlib.suppress(FileNotFoundError):
-            if path.lstat().st_mtime < oldest_live:
-                path.unlink()
+            if entry.stat(follow_symlinks=False).st_mtime < oldest_live:
+                os.unlink(entry.path)
                 removed += 1
     return removed

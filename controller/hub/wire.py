@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import http.client
 import select
 import socket
@@ -234,11 +235,19 @@ def _connect(
 
 
 def _proxy_for(scheme: str, host: str) -> str | None:
-    proxies = urllib.request.getproxies()
+    proxies = _environment_proxies()
     proxy = proxies.get(scheme) or proxies.get("all")
     if not proxy or urllib.request.proxy_bypass(host):
         return None
     return proxy if "://" in proxy else f"http://{proxy}"
+
+
+@functools.cache
+def _environment_proxies() -> dict[str, str]:
+    """The environment's proxies (``HTTPS_PROXY``, ``NO_PROXY`` ...), read once per process,
+    as huggingface_hub's session reads them once when it is made: reading them walks the
+    whole environment, which cost a good part of a small file's request."""
+    return urllib.request.getproxies_environment()
 
 
 def _proxy_auth(user: str | None, password: str | None) -> dict[str, str]:

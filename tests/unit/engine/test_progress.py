@@ -65,6 +65,22 @@ def test_listeners_hear_at_their_own_pace_and_when_a_model_completes() -> None:
     assert slow == [1, 10]
 
 
+def test_a_completion_between_intervals_is_told_of_that_model_alone() -> None:
+    clock = Clock()
+    tracker = ProgressTracker(monotonic=clock)
+    heard: list[set[str]] = []
+    tracker.listen(lambda s: heard.append(set(s)), every=10)
+    for model in ("a", "b", "c"):
+        tracker.expect(model, [("f", 2)])
+    tracker.update("a", "f", 1, 2)  # the first report is due: every model tracked
+    clock.now += 1
+    tracker.update("b", "f", 2, 2)
+    tracker.update("c", "f", 1, 2)  # neither due nor complete: nothing told
+    clock.now += 10
+    tracker.update("c", "f", 2, 2)  # due again: every model
+    assert heard == [{"a", "b", "c"}, {"b"}, {"a", "b", "c"}]
+
+
 def test_retain_forgets_models_no_longer_transferring() -> None:
     tracker = ProgressTracker()
     tracker.update("a", "f", 1, 2)
