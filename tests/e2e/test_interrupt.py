@@ -24,9 +24,10 @@ CONTENT = os.urandom(8 * MIB)  # random: a resume at a wrong offset can never ha
 SHA = hashlib.sha256(CONTENT).hexdigest()
 CONFIG = b'{"model_type": "slow"}\n'
 RATE = 200_000  # bytes a second: the 8 MiB would take 40 s
-# Longest an interrupted apply may take to exit after the signal: a second to stop, and
-# some room for a loaded machine.
-EXIT_WITHIN_S = 2.0
+# Longest an interrupted apply may take to exit after the signal: far below the 30 s read
+# timeout a blocked read would wait out and the 40 s the body would take, with room for a
+# machine whose cores are busy with other work (a stop takes well under a second when idle).
+EXIT_WITHIN_S = 5.0
 
 
 def _size(path: Path) -> int:
@@ -45,7 +46,7 @@ def _exit_code_within(proc: subprocess.Popen[bytes], seconds: float) -> int | No
 
 
 @pytest.mark.parametrize("signals", [1, 2])
-def test_ctrl_c_stops_an_apply_within_a_second_and_the_next_apply_resumes(
+def test_ctrl_c_stops_an_apply_at_once_and_the_next_apply_resumes(
     tmp_path: Path, hub: LocalHub, signals: int
 ) -> None:
     hub.publish("org/slow", {"config.json": CONFIG, "model.safetensors": CONTENT})
