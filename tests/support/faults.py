@@ -295,6 +295,7 @@ class RequestRecord:
     bytes_sent: int  # body bytes only
     dropped: bool
     seconds: float
+    started: float = 0.0  # time.monotonic() when the request arrived
 
 
 class RequestLog:
@@ -365,6 +366,7 @@ class FaultInjectingHandler(HubRequestHandler):
                     bytes_sent=self.bytes_sent,
                     dropped=self.dropped,
                     seconds=time.monotonic() - self.started,
+                    started=self.started,
                 )
             )
             # An error http.server answers before the next request must not inherit faults.

@@ -31,6 +31,7 @@ class Answer:
     cut: int | None = None  # body bytes sent before the connection is closed mid-body
     extra: bytes = b""  # bytes sent past the end of what was asked
     etag: str | None = None  # the answer's own ETag; None: the file's digest, quoted
+    sends_etag: bool = True  # False: no ETag header at all
     linked: bool = True  # names the file with X-Linked-Etag and X-Linked-Size
     names_commit: bool = True  # sends X-Repo-Commit
 
@@ -90,7 +91,7 @@ def serving(data: bytes, commit: str) -> Iterator[ScriptedHub]:
             answer = hub.take(asked, self.headers.get("If-Range"))
             start, end = _span(asked, size)
             status = answer.status or (206 if asked else 200)
-            headers = {"ETag": answer.etag or f'"{hub.sha}"'}
+            headers = {"ETag": answer.etag or f'"{hub.sha}"'} if answer.sends_etag else {}
             if answer.names_commit:
                 headers["X-Repo-Commit"] = commit
             if answer.linked:
