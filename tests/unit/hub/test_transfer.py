@@ -13,7 +13,7 @@ import random
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,6 +34,7 @@ from controller.hub.transfer import (
     fetch,
 )
 from controller.system.cancel import Cancelled, StopSignal
+from tests.support.cli import wait_until
 from tests.support.hub import LocalHub
 
 REPO = "org/model"
@@ -199,8 +200,13 @@ def test_a_stop_before_the_prefix_is_hashed_keeps_the_partial_for_later(
 
     def fetch_until_stopped() -> None:
         try:
-            fetch(ref_for(commit), cache_dir=hf_cache, endpoint=hub.url, retry=FAST,
-                  stop=signal.for_model("m"))
+            fetch(
+                ref_for(commit),
+                cache_dir=hf_cache,
+                endpoint=hub.url,
+                retry=FAST,
+                stop=signal.for_model("m"),
+            )
         except Exception as e:
             raised.append(e)
 
@@ -209,7 +215,7 @@ def test_a_stop_before_the_prefix_is_hashed_keeps_the_partial_for_later(
     with lock:  # the prefix is hashed under this lock: only after the stop below
         worker = threading.Thread(target=fetch_until_stopped, daemon=True)
         worker.start()
-        wait_for(lambda: hub.requests_for("*/model.safetensors", "HEAD"))
+        wait_until(lambda: hub.requests_for("*/model.safetensors", "HEAD"), "the HEAD")
         signal.stop_all()
     worker.join(timeout=30)
 
@@ -400,7 +406,7 @@ def test_waits_for_hf_lock_and_reuses_the_blob_it_wrote(
             target=lambda: results.append(do_fetch(hub, hf_cache, unknown)), daemon=True
         )
         worker.start()
-        wait_for(lambda: hub.requests_for("*/model.safetensors", "HEAD"))
+        wait_until(lambda: hub.requests_for("*/model.safetensors", "HEAD"), "the HEAD")
         blobs(hf_cache).mkdir(parents=True, exist_ok=True)
         (blobs(hf_cache) / SHA).write_bytes(WEIGHTS)  # ... and then publishes
     worker.join(timeout=30)
@@ -479,14 +485,6 @@ def test_disk_full_fails_one_file_and_keeps_its_partial(
     result = do_fetch(hub, small_disk, ref_for(commit))
     assert gets(hub)[-1][1] == f"bytes={kept}-"
     assert result.digest == SHA and result.resumed_from == kept
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
 
 
 def test_a_first_download_cut_before_any_file_completed_leaves_a_repo_hf_can_list(

@@ -36,6 +36,7 @@ from controller.hub.transfer import (
 from controller.hub.watchdog import SpeedFloor
 from controller.system.cancel import Cancelled, StopSignal
 from controller.system.clock import utcnow
+from tests.support.cli import wait_until
 from tests.support.hub import LocalHub
 
 REPO = "org/edges"
@@ -95,14 +96,6 @@ def leave_partial(cache: Path, data: bytes, record: dict[str, object] | None = N
 def assert_published(fetched: Fetched, data: bytes = DATA) -> None:
     assert fetched.blob.read_bytes() == data and fetched.snapshot.read_bytes() == data
     assert not [p.name for p in fetched.blob.parent.iterdir() if ".incomplete" in p.name]
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
 
 
 # --------------------------------------------------------------------------- partials on disk
@@ -317,7 +310,7 @@ def test_a_stop_during_a_ranged_download_keeps_what_arrived(
     worker.start()
     assert held.reached.wait(10)  # a piece is half sent, and held there
     # ... and written: a progress record covers some of it (every RECORD_EVERY bytes).
-    wait_for(lambda: any(start == 0 for start, _ in recorded_spans(hf_cache)))
+    wait_until(lambda: any(start == 0 for start, _ in recorded_spans(hf_cache)), "a span")
     signal.stop_model(REPO)
     worker.join(timeout=30)
     held.release()
@@ -371,7 +364,7 @@ def test_a_file_another_writer_finished_meanwhile_is_linked_not_fetched(
             daemon=True,
         )
         worker.start()
-        wait_for(lambda: blobs(hf_cache).is_dir())  # past the first look for the blob
+        wait_until(lambda: blobs(hf_cache).is_dir(), "blobs/")  # past the first look for it
         (blobs(hf_cache) / SMALL_SHA).write_bytes(SMALL)  # ... and publishes the blob
     worker.join(timeout=30)
 
