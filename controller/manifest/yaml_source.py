@@ -39,7 +39,12 @@ class _ManifestLoader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 booleans, so that ``updates: off`` stays the string ``off``."""
 
 
-class _FastManifestLoader(yaml.CSafeLoader):
+# libyaml's parser when PyYAML was built with it (its wheels are); otherwise the pure-Python
+# one, and the fast path below is simply the slow one.
+_FastBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _FastManifestLoader(_FastBase):  # type: ignore[valid-type,misc]
     """The same loader on libyaml's parser: reading a manifest of a thousand models with the
     pure-Python parser took a tenth of a second per hundred models.  libyaml's nodes carry
     the same line marks; its error messages are worded differently, so a document it
@@ -240,7 +245,10 @@ def read_document(path: Path, display: str) -> Document:
     text = _read_text(path, doc)
     if text is None:
         return doc
-    fast = _FastManifestLoader(text)
+    try:
+        fast = _FastManifestLoader(text)  # the pure-Python base may reject the text here
+    except yaml.YAMLError:
+        return _read_slowly(text, doc)
     try:
         root = fast.get_single_node()
     except yaml.YAMLError:
@@ -249,10 +257,14 @@ def read_document(path: Path, display: str) -> Document:
     try:
         _read_root(root, fast, doc)
     except _TooLarge:
-        doc.report(1, "(document)", f"document has more than {MAX_NODES} nodes (alias bomb?)")
+        _report_too_large(doc)
     finally:
         fast.dispose()
     return doc
+
+
+def _report_too_large(doc: Document) -> None:
+    doc.report(1, "(document)", f"document has more than {MAX_NODES} nodes (alias bomb?)")
 
 
 def _read_slowly(text: str, doc: Document) -> Document:
@@ -267,7 +279,7 @@ def _read_slowly(text: str, doc: Document) -> Document:
     except yaml.YAMLError as exc:
         doc.report(_yaml_error_line(exc, text), "(document)", _yaml_error_message(exc))
     except _TooLarge:
-        doc.report(1, "(document)", f"document has more than {MAX_NODES} nodes (alias bomb?)")
+        _report_too_large(doc)
     finally:
         loader.dispose()
     return doc
