@@ -1,10 +1,11 @@
 """The hub, as modelsync talks to it: resolve a revision, and what its errors mean.
 
-Everything goes through ``huggingface_hub`` so mirrors (``endpoint``), auth and the cache
-layout behave exactly as they do for applications (files are fetched by
-:mod:`controller.hub.transfer`, on huggingface_hub's HTTP session).  Its exceptions are mapped to
-:class:`HubError` with a :class:`~controller.domain.Reason` and a message written for the
-person reading the status; no message ever contains a token.
+Questions carry ``huggingface_hub``'s headers (its token and user agent) and its settings
+(``endpoint``, offline mode), and its reading of an error answer (gated, missing repo or
+revision), so mirrors and auth behave exactly as they do for applications; the requests go
+through :mod:`controller.hub.wire`, as files' bodies do (:mod:`controller.hub.transfer`).
+Failures are mapped to :class:`HubError` with a :class:`~controller.domain.Reason` and a
+message written for the person reading the status; no message ever contains a token.
 
 huggingface_hub reads ``HF_ENDPOINT`` and friends once, at import time, so
 :func:`configure` must run before anything imports it (the CLI calls it first thing).
@@ -12,15 +13,18 @@ huggingface_hub reads ``HF_ENDPOINT`` and friends once, at import time, so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import re
+import threading
 import time
 from urllib.parse import quote
 
 from controller.cache.layout import UnsafePathError
 from controller.domain import Reason, RemoteProblem, RemoteRevision
+from controller.hub import wire
 from controller.hub.answers import MalformedAnswer, parse_revision
 
 # Re-exported: transfers and the engine have always caught it from here.
@@ -31,6 +35,11 @@ from controller.hub.watchdog import DEFAULT_FLOOR, SpeedFloor, Transfer, Watchdo
 # not hang a reconcile.
 METADATA_TIMEOUT_S = 30.0
 RESOLVE_RETRY_DELAYS_S = (0.25, 0.75)
+ANSWER_READ_BYTES = 64 * 1024
+HEADERS_FRESH_S = 5.0
+
+_HEADERS_LOCK = threading.Lock()
+_HEADERS: dict[tuple[object, ...], tuple[float, dict[str, str]]] = {}
 
 _TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{8,}")
 _URL_RE = re.compile(r"https?://[^\s'\"<>]+")
@@ -97,40 +106,92 @@ def _resolve_once(
 def _revision_document(repo: str, revision: str, endpoint: str, floor: SpeedFloor) -> object:
     """The decoded JSON of ``model_info(files_metadata=True)``'s request.
 
-    The same request ``HfApi.model_info`` sends, on its session and with its headers, but
-    read as a stream: ``model_info`` reads the whole body in one call, which no watchdog
-    can judge while it trickles in.
+    The request ``HfApi.model_info`` sends, with its headers, but read as a stream: it reads
+    the whole body in one call, which no watchdog can judge while it trickles in.  Sent
+    through :mod:`controller.hub.wire` on a kept connection: through huggingface_hub's httpx
+    session one such question cost about 1.4 ms of CPU, through ``http.client`` 0.2 ms, and a
+    pass asks it once per model.
     """
-    import httpx2
-    from huggingface_hub import get_session, hf_raise_for_status
-
-    # Public (documented) but re-exported lazily, which mypy cannot follow.
-    from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
-
-    url = f"{endpoint}/api/models/{repo}/revision/{quote(revision, safe='')}"
+    url = f"{endpoint}/api/models/{repo}/revision/{quote(revision, safe='')}?blobs=True"
     watchdog = Watchdog(floor, f"{repo}@{revision}: the hub's answer", kind=Transfer.REVISION)
     # A connection silent for a whole watchdog window is as good as a trickle.
     read = min(METADATA_TIMEOUT_S, floor.window) if floor.enabled else METADATA_TIMEOUT_S
-    timeout = httpx2.Timeout(METADATA_TIMEOUT_S, read=read)
-    body = bytearray()
     try:
-        with get_session().stream(
-            "GET", url, params={"blobs": True}, headers=build_hf_headers(), timeout=timeout
-        ) as response:
-            if response.status_code >= 400:
-                response.read()  # an error's body carries the hub's reason for it
-                hf_raise_for_status(response)
-            for chunk in response.iter_bytes():
-                body += chunk
-                watchdog.passed(len(chunk))
-    except httpx2.ReadTimeout:
-        if not floor.enabled:
-            raise
-        raise watchdog.silent(read) from None
+        body = _answer(url, read, watchdog)
+    except wire.WireError as e:
+        if e.timed_out and floor.enabled:
+            raise watchdog.silent(read) from None
+        raise
     try:
         return json.loads(body)
     except ValueError as e:
         raise MalformedAnswer(f"not JSON ({e})") from None
+
+
+def _answer(url: str, read_timeout: float, watchdog: Watchdog | None = None) -> bytearray:
+    """The whole body of a successful GET of a hub API ``url``, with huggingface_hub's
+    headers; an error answer is raised as huggingface_hub raises it."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if constants.HF_HUB_OFFLINE:  # huggingface_hub's session refuses every request then
+        raise OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
+    headers = hub_headers()
+    with wire.get(
+        url, headers, connect_timeout=METADATA_TIMEOUT_S, read_timeout=read_timeout
+    ) as answer:
+        if answer.status >= 400:
+            _raise_for(answer, url)
+        body = bytearray()
+        buffer = memoryview(bytearray(ANSWER_READ_BYTES))
+        while n := answer.readinto(buffer):
+            body += buffer[:n]
+            if watchdog is not None:
+                watchdog.passed(n)
+    return body
+
+
+def hub_headers(token: str | bool | None = None) -> dict[str, str]:
+    """huggingface_hub's headers for a request: its user agent, and the token it would send
+    (``token``; else ``HF_TOKEN`` or the stored login).  Building them reads the token file;
+    a pass makes a few requests per model, so they are built again only after
+    :data:`HEADERS_FRESH_S` (a login or logout still counts within seconds).  Each caller
+    gets its own copy to add to."""
+    # Public (documented) but re-exported lazily, which mypy cannot follow.
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
+
+    # What decides the token, besides the file's content: a changed setting counts at once.
+    env = os.environ
+    key = (
+        token,
+        env.get("HF_TOKEN"),
+        env.get("HUGGING_FACE_HUB_TOKEN"),
+        constants.HF_TOKEN_PATH,
+        constants.HF_HUB_DISABLE_IMPLICIT_TOKEN,
+    )
+    now = time.monotonic()
+    with _HEADERS_LOCK:
+        built = _HEADERS.get(key)
+        if built is None or now - built[0] > HEADERS_FRESH_S:
+            built = (now, dict(build_hf_headers(token=token)))
+            _HEADERS[key] = built
+    return dict(built[1])
+
+
+def _raise_for(answer: wire.Body, url: str) -> None:
+    from huggingface_hub import hf_raise_for_status
+
+    # huggingface_hub reads every error body as JSON, and fails on one in no UTF encoding
+    # (a proxy's or a CDN's page): such an answer is judged by its status.
+    with contextlib.suppress(UnicodeDecodeError):
+        hf_raise_for_status(wire.as_httpx(answer, url))
+    status = answer.status
+    raise HubError(
+        Reason.HUB_UNREACHABLE,
+        f"{redact(url)}: HTTP {status}",
+        transient=status >= 500 or status in (408, 429),
+    )
 
 
 def is_tag(repo: str, name: str, endpoint: str) -> bool | None:
@@ -139,19 +200,9 @@ def is_tag(repo: str, name: str, endpoint: str) -> bool | None:
 
     The answer about a revision does not tell a tag from a branch; the refs listing does.
     """
-    from huggingface_hub import get_session, hf_raise_for_status
-
-    # Public (documented) but re-exported lazily, which mypy cannot follow.
-    from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
-
     try:
-        response = get_session().get(
-            f"{endpoint}/api/models/{repo}/refs",
-            headers=build_hf_headers(),
-            timeout=METADATA_TIMEOUT_S,
-        )
-        hf_raise_for_status(response)
-        tags = response.json().get("tags")
+        refs = json.loads(_answer(f"{endpoint}/api/models/{repo}/refs", METADATA_TIMEOUT_S))
+        tags = refs.get("tags")
         return any(isinstance(t, dict) and t.get("name") == name for t in tags)
     except Exception:  # the record is a courtesy to mirrors; no model fails for it
         return None
@@ -163,6 +214,13 @@ def to_hub_error(
     from huggingface_hub import errors
 
     where = f"{repo}@{revision[:12]}" + (f":{path}" if path else "")
+    unreachable = Reason.DOWNLOAD_FAILED if path else Reason.HUB_UNREACHABLE
+    if isinstance(e, errors.OfflineModeIsEnabled):
+        # Asking again in this process cannot change the answer: no retry.
+        return HubError(unreachable, f"{where}: HF_HUB_OFFLINE is set", transient=False)
+    if isinstance(e, wire.WireError):
+        message = redact(f"{where}: cannot reach {endpoint}: {e}")
+        return HubError(unreachable, message, transient=not e.final)
     if isinstance(e, errors.GatedRepoError):
         return HubError(
             Reason.ACCESS_DENIED,
@@ -216,9 +274,8 @@ def to_hub_error(
             transient=status >= 500 or status in (408, 429),
         )
     reason = Reason.DOWNLOAD_FAILED if path else Reason.HUB_UNREACHABLE
-    return HubError(
-        reason, f"{where}: cannot reach {endpoint}: {type(e).__name__}: {detail}", transient=True
-    )
+    message = redact(f"{where}: cannot reach {endpoint}: {type(e).__name__}: {detail}")
+    return HubError(reason, message, transient=True)
 
 
 def _access_page(e: Exception, repo: str, endpoint: str) -> str:

@@ -564,10 +564,7 @@ class _Job:
     @contextlib.contextmanager
     def _get(self, target: _Target, extra: dict[str, str]) -> Iterator[wire.Body]:
         """A GET of the file's body with huggingface_hub's headers, plus ``extra``."""
-        # Public (documented) but re-exported lazily, which mypy cannot follow.
-        from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
-
-        headers = build_hf_headers(token=self.token)
+        headers = revisions.hub_headers(self.token)
         if not target.keep_auth:
             headers.pop("authorization", None)
         # Exact bytes, not a compressed rendition: ranges and sizes count stored bytes.
@@ -587,7 +584,7 @@ class _Job:
         from huggingface_hub import hf_raise_for_status
 
         try:
-            hf_raise_for_status(_as_httpx(body, target.url))
+            hf_raise_for_status(wire.as_httpx(body, target.url))
         except UnicodeDecodeError:
             # huggingface_hub reads every error body as JSON, and fails on one in no UTF
             # encoding (a proxy's or a CDN's page): such an answer is judged by its status.
@@ -731,16 +728,6 @@ def _as_hub_error(error: Exception, ref: FileRef, endpoint: str) -> HubError:
             transient=False,
         )
     return HubError(Reason.DOWNLOAD_FAILED, f"{ref.where}: {_describe(error)}", transient=False)
-
-
-def _as_httpx(body: wire.Body, url: str) -> httpx2.Response:
-    """An error answer as the httpx response huggingface_hub's error handling reads."""
-    return httpx2.Response(
-        body.status,
-        headers=list(body.headers.items()),
-        content=body.read_error(),
-        request=httpx2.Request("GET", url),
-    )
 
 
 def _describe(error: Exception) -> str:

@@ -29,7 +29,6 @@ from controller.hub.errors import HubError
 log = logging.getLogger("modelsync.transfer")
 
 
-
 class Transfer(str, Enum):
     """What a watchdog watches: a file's body, or the hub's answer about a revision."""
 

@@ -14,6 +14,11 @@ honours them), httpx's TLS trust store, separate connect and read timeouts, and 
 return as soon as *some* bytes arrived (``readinto1``), so a caller sees a trickle as it comes
 and can judge its speed.  Every failure of the network is a :class:`WireError`; local errors
 stay ``OSError``.
+
+A connection whose answer was read to its end is kept for the next request to the same place
+(:class:`_IdleConnections`), as httpx pools them: a pass asks the hub about every model and
+fetches many small files, and a new connection per request costs a handshake on both sides
+and, on a hub that serves each connection from its own thread, a thread.
 """
 
 from __future__ import annotations
@@ -25,23 +30,35 @@ import http.client
 import select
 import socket
 import ssl
+import threading
+import time
 import urllib.request
 from dataclasses import dataclass
 from email.message import Message
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urljoin, urlsplit
+
+if TYPE_CHECKING:
+    import httpx2
 
 MAX_REDIRECTS = 10
 ERROR_BODY_LIMIT = 64 * 1024  # an error's body is read for its message, never more than this
 REDIRECTS = (301, 302, 303, 307, 308)
+KEEP_ALIVE_S = 5.0  # httpx's keep-alive expiry: servers drop idle connections after a while
+IDLE_PER_PLACE = 8  # idle connections kept per origin (and proxy), the most recently used
+
+# (scheme, host, port, proxy, TLS context): where a kept connection may be used again.
+_Place = tuple[str, str, int | None, str | None, int]
 
 
 class WireError(Exception):
     """The connection failed (refused, reset, timed out, cut short, not HTTP): worth a retry,
     unless ``final``."""
 
-    def __init__(self, message: str, *, final: bool = False) -> None:
+    def __init__(self, message: str, *, final: bool = False, timed_out: bool = False) -> None:
         super().__init__(message)
         self.final = final
+        self.timed_out = timed_out  # nothing came within the read timeout
 
 
 @dataclass(frozen=True)
@@ -61,8 +78,10 @@ class Body:
         connection: http.client.HTTPConnection,
         response: http.client.HTTPResponse,
         redirects: tuple[Redirect, ...] = (),
+        place: _Place | None = None,
     ):
         self._connection = connection
+        self._place = place  # where the connection may serve again once the body is read
         self._response = response
         self.status = response.status
         self.headers = response.headers
@@ -94,7 +113,7 @@ class Body:
                 return 0
             n = fp.readinto1(buffer[:want])
         except (OSError, http.client.HTTPException) as e:
-            raise WireError(describe(e)) from None
+            raise _wire_error(e) from None
         if n == 0 and self._left:
             raise WireError(f"the body ended {self._left} bytes short of its Content-Length")
         if self._left is not None:
@@ -131,9 +150,19 @@ class Body:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
-        # Never reused: a body left half-read cannot be, and a fresh connection per file or
-        # range costs one round trip on a transfer of megabytes.
-        self._connection.close()
+        """Keep the connection for the next request if its answer was read to the end and
+        the server will keep it open; otherwise close it (a half-read body cannot be
+        skipped without reading it)."""
+        if self._place is not None and self._read_to_end() and not self._response.will_close:
+            self._response.close()  # the connection's reader of this answer, not its socket
+            _IDLE.keep(self._place, self._connection)
+        else:
+            self._connection.close()
+
+    def _read_to_end(self) -> bool:
+        if self._chunked:
+            return self._response.isclosed()  # http.client closes it after the last chunk
+        return self._left == 0
 
     def __enter__(self) -> Body:
         return self
@@ -154,16 +183,11 @@ def get(
     headers = dict(headers)
     redirects: list[Redirect] = []
     for _ in range(MAX_REDIRECTS + 1):
-        connection, target, proxy_headers = _connect(url, connect_timeout, read_timeout, tls)
-        try:
-            connection.request("GET", target, headers={**headers, **proxy_headers})
-            response = connection.getresponse()
-        except (OSError, http.client.HTTPException) as e:
-            connection.close()
-            raise WireError(describe(e)) from None
+        route = _route(url, tls)
+        connection, response = _exchange(route, headers, connect_timeout, read_timeout, tls)
         location = response.getheader("Location")
         if response.status not in REDIRECTS or not location:
-            return Body(connection, response, tuple(redirects))
+            return Body(connection, response, tuple(redirects), route.place)
         redirects.append(Redirect(response.status, response.headers))
         connection.close()
         following = urljoin(url, location)
@@ -171,6 +195,132 @@ def get(
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         url = following
     raise WireError(f"more than {MAX_REDIRECTS} redirects", final=True)
+
+
+@dataclass(frozen=True)
+class _Route:
+    """How a request for a URL is sent: to which place, with which request target, and the
+    headers a plain-HTTP proxy needs."""
+
+    scheme: str
+    host: str
+    port: int | None
+    proxy: str | None
+    target: str
+    proxy_headers: dict[str, str]
+    place: _Place
+
+
+def _route(url: str, tls: ssl.SSLContext | None) -> _Route:
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as e:
+        raise WireError(f"invalid URL: {e}", final=True) from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise WireError(f"unsupported URL scheme {parts.scheme!r}", final=True)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    proxy = _proxy_for(parts.scheme, host)
+    proxy_headers: dict[str, str] = {}
+    if proxy is not None and parts.scheme == "http":
+        via = urlsplit(proxy)
+        target = url  # a plain-HTTP proxy is sent the absolute URL
+        proxy_headers = _proxy_auth(via.username, via.password)
+    place = (parts.scheme, host, port, proxy, id(tls))
+    return _Route(parts.scheme, host, port, proxy, target, proxy_headers, place)
+
+
+def _exchange(
+    route: _Route,
+    headers: dict[str, str],
+    connect_timeout: float,
+    read_timeout: float,
+    tls: ssl.SSLContext | None,
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    """Send the request and read the answer's headers, on a kept connection if there is
+    one.  A server may close a kept connection just as it is used again; the GET is then
+    sent once more on a new one, as httpx does (a GET can always be asked again)."""
+    request_headers = {**headers, **route.proxy_headers}
+    kept = _IDLE.take(route.place)
+    if kept is not None:
+        if kept.sock is not None:
+            kept.sock.settimeout(read_timeout)
+        try:
+            return kept, _send(kept, route.target, request_headers)
+        except (ConnectionError, http.client.BadStatusLine):
+            kept.close()
+        except (OSError, http.client.HTTPException) as e:
+            kept.close()
+            raise _wire_error(e) from None
+    connection = _connect(route, connect_timeout, read_timeout, tls)
+    try:
+        return connection, _send(connection, route.target, request_headers)
+    except (OSError, http.client.HTTPException) as e:
+        connection.close()
+        raise _wire_error(e) from None
+
+
+def _send(
+    connection: http.client.HTTPConnection, target: str, headers: dict[str, str]
+) -> http.client.HTTPResponse:
+    connection.request("GET", target, headers=headers)
+    return connection.getresponse()
+
+
+class _IdleConnections:
+    """Connections whose last answer was read to its end, by place, newest last."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[_Place, list[tuple[float, http.client.HTTPConnection]]] = {}
+
+    def keep(self, place: _Place, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(place, [])
+            idle.append((time.monotonic(), connection))
+            surplus = idle[:-IDLE_PER_PLACE]
+            del idle[:-IDLE_PER_PLACE]
+        for _, old in surplus:
+            old.close()
+
+    def take(self, place: _Place) -> http.client.HTTPConnection | None:
+        """The most recently kept connection that is still fit to use, if any."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(place)
+                if not idle:
+                    return None
+                since, connection = idle.pop()
+            if time.monotonic() - since <= KEEP_ALIVE_S and _quiet(connection):
+                return connection
+            connection.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for _, connection in connections:
+                connection.close()
+
+
+def _quiet(connection: http.client.HTTPConnection) -> bool:
+    """Nothing to read on an idle connection: a server that closed it, or sent bytes no
+    request asked for, made it readable."""
+    sock = connection.sock
+    if sock is None:
+        return False
+    try:
+        return not select.select([sock], [], [], 0)[0]
+    except (OSError, ValueError):
+        return False
+
+
+_IDLE = _IdleConnections()
+
+
+def close_idle() -> None:
+    """Close every kept connection (a hub restarted, a test ended)."""
+    _IDLE.close_all()
 
 
 def same_origin(a: str, b: str) -> bool:
@@ -187,51 +337,38 @@ def same_origin(a: str, b: str) -> bool:
 
 
 def _connect(
-    url: str, connect_timeout: float, read_timeout: float, tls: ssl.SSLContext | None
-) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
-    """An open connection for ``url`` (through the environment's proxy, if any), the
-    request target to send on it and the headers a plain-HTTP proxy needs."""
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError as e:
-        raise WireError(f"invalid URL: {e}", final=True) from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise WireError(f"unsupported URL scheme {parts.scheme!r}", final=True)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    proxy = _proxy_for(parts.scheme, host)
+    route: _Route, connect_timeout: float, read_timeout: float, tls: ssl.SSLContext | None
+) -> http.client.HTTPConnection:
+    """A new, open connection for ``route`` (through its proxy, if any)."""
     connection: http.client.HTTPConnection
-    proxy_headers: dict[str, str] = {}
-    if proxy is None:
-        if parts.scheme == "https":
+    if route.proxy is None:
+        if route.scheme == "https":
             connection = http.client.HTTPSConnection(
-                host, port, timeout=connect_timeout, context=tls or _default_tls()
+                route.host, route.port, timeout=connect_timeout, context=tls or _default_tls()
             )
         else:
-            connection = http.client.HTTPConnection(host, port, timeout=connect_timeout)
+            connection = http.client.HTTPConnection(route.host, route.port, timeout=connect_timeout)
     else:
-        via = urlsplit(proxy)
-        auth = _proxy_auth(via.username, via.password)
-        if parts.scheme == "https":
+        via = urlsplit(route.proxy)
+        if route.scheme == "https":
             connection = http.client.HTTPSConnection(
                 via.hostname or "", via.port, timeout=connect_timeout, context=tls or _default_tls()
             )
-            connection.set_tunnel(host, port, headers=auth)
+            auth = _proxy_auth(via.username, via.password)
+            connection.set_tunnel(route.host, route.port, headers=auth)
         else:
             connection = http.client.HTTPConnection(
                 via.hostname or "", via.port, timeout=connect_timeout
             )
-            target = url  # a plain-HTTP proxy is sent the absolute URL
-            proxy_headers = auth
     try:
         connection.connect()
     except (OSError, http.client.HTTPException) as e:
         connection.close()
-        raise WireError(describe(e)) from None
+        raise _wire_error(e) from None
     if connection.sock is not None:
         # The connect timeout is spent; from here on the limit is the silence between reads.
         connection.sock.settimeout(read_timeout)
-    return connection, target, proxy_headers
+    return connection
 
 
 def _proxy_for(scheme: str, host: str) -> str | None:
@@ -268,6 +405,22 @@ def _default_tls() -> ssl.SSLContext:
 
         _TLS = httpcore2.default_ssl_context(_trust_env=True)
     return _TLS
+
+
+def as_httpx(body: Body, url: str) -> httpx2.Response:
+    """An error answer as the httpx response huggingface_hub's error handling reads."""
+    import httpx2
+
+    return httpx2.Response(
+        body.status,
+        headers=list(body.headers.items()),
+        content=body.read_error(),
+        request=httpx2.Request("GET", url),
+    )
+
+
+def _wire_error(error: BaseException) -> WireError:
+    return WireError(describe(error), timed_out=isinstance(error, TimeoutError))
 
 
 def describe(error: BaseException) -> str:
