@@ -44,44 +44,52 @@ def parse_revision(repo: str, revision: str, document: object) -> RemoteRevision
 
 
 def _remote_file(index: int, sibling: object) -> RemoteFile:
-    where = f"siblings[{index}]"
+    # The happy path builds no message: it runs for every file of every answer of a pass.
     if not isinstance(sibling, Mapping):
-        raise MalformedAnswer(f"{where} is {_shown(sibling)}, not an object")
+        raise MalformedAnswer(f"siblings[{index}] is {_shown(sibling)}, not an object")
     path = sibling.get("rfilename")
     if not isinstance(path, str):
-        raise MalformedAnswer(f"{where}.rfilename is {_shown(path)}, not a file name")
+        raise MalformedAnswer(f"siblings[{index}].rfilename is {_shown(path)}, not a file name")
     check_relative(path)
-    where = f"{where} ({path})"
     lfs = sibling.get("lfs")
     sha256: str | None = None
     lfs_size: int | None = None
     if lfs is not None:
         if not isinstance(lfs, Mapping):
-            raise MalformedAnswer(f"{where}.lfs is {_shown(lfs)}, not an object")
+            raise MalformedAnswer(f"{_where(index, path)}.lfs is {_shown(lfs)}, not an object")
         digest = lfs.get("sha256")
         if not isinstance(digest, str) or not SHA256_RE.match(digest):
-            raise MalformedAnswer(f"{where}.lfs.sha256 is {_shown(digest)}, not a sha256")
+            shown = _shown(digest)
+            raise MalformedAnswer(f"{_where(index, path)}.lfs.sha256 is {shown}, not a sha256")
         sha256 = digest
-        lfs_size = _size(f"{where}.lfs.size", lfs.get("size"), required=False)
-    size = _size(f"{where}.size", sibling.get("size"), required=lfs_size is None)
+        lfs_size = _size(index, path, ".lfs.size", lfs.get("size"), required=False)
+    size = _size(index, path, ".size", sibling.get("size"), required=lfs_size is None)
     if size is not None and lfs_size is not None and size != lfs_size:
-        raise MalformedAnswer(f"{where}: size {size} but lfs.size {lfs_size}")
+        raise MalformedAnswer(f"{_where(index, path)}: size {size} but lfs.size {lfs_size}")
     blob_id = sibling.get("blobId", "")
     if not isinstance(blob_id, str) or (blob_id and not _BLOB_ID_RE.fullmatch(blob_id)):
-        raise MalformedAnswer(f"{where}.blobId is {_shown(blob_id)}, not a git blob id")
+        shown = _shown(blob_id)
+        raise MalformedAnswer(f"{_where(index, path)}.blobId is {shown}, not a git blob id")
     if sha256 is None and not blob_id:
-        raise MalformedAnswer(f"{where} has neither lfs.sha256 nor blobId to check it by")
+        raise MalformedAnswer(
+            f"{_where(index, path)} has neither lfs.sha256 nor blobId to check it by"
+        )
     final_size = size if size is not None else lfs_size
     assert final_size is not None  # _size required one of them
     return RemoteFile(path=path, size=final_size, blob_id=blob_id, sha256=sha256)
 
 
-def _size(where: str, value: object, *, required: bool) -> int | None:
+def _where(index: int, path: str) -> str:
+    return f"siblings[{index}] ({path})"
+
+
+def _size(index: int, path: str, field: str, value: object, *, required: bool) -> int | None:
     if value is None and not required:
         return None
     # bool is an int to Python, never a size to the hub.
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise MalformedAnswer(f"{where} is {_shown(value)}, not a size in bytes")
+        shown = _shown(value)
+        raise MalformedAnswer(f"{_where(index, path)}{field} is {shown}, not a size in bytes")
     return value
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -39,6 +40,7 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # host, but pids repeat across the containers that share a cache volume, and
 # huggingface_hub's leftovers, named alike, carry neither.
 STALE_AFTER_SECONDS = 3600.0
+RELIST_AFTER_SECONDS = 600.0
 
 
 class PrivatePartial:
@@ -139,21 +141,59 @@ def remove_stale(blob: Path, etag: str) -> int:
     ``<etag>.incomplete`` does not match."""
     removed = 0
     oldest_live = time.time() - STALE_AFTER_SECONDS
-    # Matched by hand, not globbed: a glob compiles its pattern, unique to each etag, on
-    # every call -- more than the whole transfer of a small file costs.
-    prefix, suffix = f"{etag}.", ".incomplete"
+    prefix = f"{etag}."
+    for name in _AGED.names(blob.parent, oldest_live):
+        if not name.startswith(prefix):
+            continue
+        path = os.path.join(blob.parent, name)
+        with contextlib.suppress(FileNotFoundError):
+            # Asked again: a writer may have come back to it since the folder was listed.
+            if os.lstat(path).st_mtime < oldest_live:
+                os.unlink(path)
+                removed += 1
+    return removed
+
+
+class _AgedPartials:
+    """The private partials of each blobs/ folder that were already old when it was listed.
+
+    A folder is listed again only after :data:`RELIST_AFTER_SECONDS`: listing it for each
+    small file fetched made a repo of many files cost the square of their number.  A partial
+    that ages after a listing waits for the next one; being stale, it can.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listed: dict[Path, tuple[float, tuple[str, ...]]] = {}
+
+    def names(self, folder: Path, oldest_live: float) -> tuple[str, ...]:
+        now = time.monotonic()
+        with self._lock:
+            listed = self._listed.get(folder)
+        if listed is not None and now - listed[0] < RELIST_AFTER_SECONDS:
+            return listed[1]
+        names = _aged_partials(folder, oldest_live)
+        with self._lock:
+            self._listed[folder] = (now, names)
+        return names
+
+
+def _aged_partials(folder: Path, oldest_live: float) -> tuple[str, ...]:
+    suffix = ".incomplete"
     try:
-        entries = list(os.scandir(blob.parent))
+        entries = list(os.scandir(folder))
     except FileNotFoundError:
-        return 0
+        return ()
+    aged = []
     for entry in entries:
         name = entry.name
-        if len(name) < len(prefix) + len(suffix) or not (
-            name.startswith(prefix) and name.endswith(suffix)
-        ):
+        # ``<etag>.<random>.incomplete``: two dots at least, and not the stable partial's one.
+        if not name.endswith(suffix) or name.count(".") < 2:
             continue
         with contextlib.suppress(FileNotFoundError):
             if entry.stat(follow_symlinks=False).st_mtime < oldest_live:
-                os.unlink(entry.path)
-                removed += 1
-    return removed
+                aged.append(name)
+    return tuple(aged)
+
+
+_AGED = _AgedPartials()

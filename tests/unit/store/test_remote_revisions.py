@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -67,3 +67,43 @@ def test_a_pass_remembers_all_its_answers_at_once_and_never_over_newer_ones(
     assert kept is not None and kept.commit == C2
     with pytest.raises(ValueError, match="stale"):
         store.remember_remotes([dataclasses.replace(remote(), stale=True)], observed_at=NOW)
+
+
+LATER = NOW + timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("first_files", "first_commit", "then_commit", "then_at", "files_kept", "commit_kept", "at"),
+    [
+        # The same answer again: only its time is renewed.
+        (None, C1, C1, LATER, "all", C1, LATER),
+        # A lock remembered fewer files of the commit: the hub's whole answer replaces them.
+        (1, C1, C1, LATER, "all", C1, LATER),
+        # The branch moved: the new commit and its files.
+        (None, C1, C2, LATER, "all", C2, LATER),
+        # The same answer learned earlier renews nothing.
+        (None, C1, C1, NOW - timedelta(hours=1), "all", C1, NOW),
+        # A lock's part learned earlier, then the whole answer learned earlier still: kept.
+        (1, C1, C1, NOW - timedelta(hours=1), 1, C1, NOW),
+    ],
+)
+def test_a_pass_renews_what_it_heard_again_and_replaces_what_changed(
+    store: StateStore,
+    first_files: int | None,
+    first_commit: str,
+    then_commit: str,
+    then_at: datetime,
+    files_kept: int | str,
+    commit_kept: str,
+    at: datetime,
+) -> None:
+    whole = remote(first_commit)
+    first = dataclasses.replace(whole, files=whole.files[:first_files])
+    store.remember_remote(first, observed_at=NOW)
+
+    store.remember_remotes([remote(then_commit)], observed_at=then_at)
+
+    recalled = store.recall_remote(whole.repo, "main")
+    assert recalled is not None
+    expected = remote(commit_kept).files if files_kept == "all" else whole.files[:files_kept]
+    assert (recalled.commit, recalled.files, recalled.learned_at) == (commit_kept, expected, at)
