@@ -157,8 +157,9 @@ def hub_headers(token: str | bool | None = None) -> dict[str, str]:
     a pass makes a few requests per model, so they are built again only after
     :data:`HEADERS_FRESH_S` (a login or logout still counts within seconds).  Each caller
     gets its own copy to add to."""
-    # Public (documented) but re-exported lazily, which mypy cannot follow.
     from huggingface_hub import constants
+
+    # Public (documented) but re-exported lazily, which mypy cannot follow.
     from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
     # What decides the token, besides the file's content: a changed setting counts at once.

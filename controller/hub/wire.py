@@ -48,7 +48,7 @@ KEEP_ALIVE_S = 5.0  # httpx's keep-alive expiry: servers drop idle connections a
 IDLE_PER_PLACE = 8  # idle connections kept per origin (and proxy), the most recently used
 
 # (scheme, host, port, proxy, TLS context): where a kept connection may be used again.
-_Place = tuple[str, str, int | None, str | None, int]
+_Place = tuple[str, str, int | None, str | None, ssl.SSLContext | None]
 
 
 class WireError(Exception):
@@ -226,7 +226,7 @@ def _route(url: str, tls: ssl.SSLContext | None) -> _Route:
         via = urlsplit(proxy)
         target = url  # a plain-HTTP proxy is sent the absolute URL
         proxy_headers = _proxy_auth(via.username, via.password)
-    place = (parts.scheme, host, port, proxy, id(tls))
+    place = (parts.scheme, host, port, proxy, tls)
     return _Route(parts.scheme, host, port, proxy, target, proxy_headers, place)
 
 
