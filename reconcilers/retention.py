@@ -332,8 +332,8 @@ class _Planner:
     def run(self, budget: Budget | None) -> Cleanup:
         # What the cache holds as observed, read from the ledger before any deletion below
         # unlinks entries from it: one ledger per plan serves both.
-        mine = self._mine()
-        on_disk, unmanaged = self._managed_bytes(mine), self._unmanaged(mine)
+        mine, others = self._mine()
+        on_disk, unmanaged = self._managed_bytes(mine), self._unmanaged(mine, others)
         # Quarantined bytes take disk space like any blob (they are modelsync's own).
         on_disk += sum(f.size for c in self.observed.cache.values() for f in c.quarantined)
         covered = self._finish_interrupted()
@@ -712,13 +712,17 @@ class _Planner:
 
     # ----------------------------------------------------------------- reporting
 
-    def _mine(self) -> set[tuple[str, str]]:
-        """The blobs of entries modelsync owns or needs (each blob once)."""
-        return {
-            self.ledger.blob(key, entry.blob)
-            for key, entry in self.ledger.present.items()
-            if key in self.owned or self._is_needed(key)
-        }
+    def _mine(self) -> tuple[set[tuple[str, str]], list[Key]]:
+        """The blobs of entries modelsync owns or needs (each blob once), and the entries it
+        neither owns nor needs (one pass over every cached file sorts both)."""
+        mine: set[tuple[str, str]] = set()
+        others: list[Key] = []
+        for key, entry in self.ledger.present.items():
+            if key in self.owned or self._is_needed(key):
+                mine.add(self.ledger.blob(key, entry.blob))
+            else:
+                others.append(key)
+        return mine, others
 
     def _managed_bytes(self, mine: set[tuple[str, str]]) -> int:
         """What modelsync keeps on disk now: ``mine``, and the blobs an interrupted deletion
@@ -728,14 +732,12 @@ class _Planner:
             blobs |= {(record.repo, f.etag) for f in record.files if f.etag}
         return self.ledger.bytes_of(blobs)
 
-    def _unmanaged(self, mine: set[tuple[str, str]]) -> tuple[Unmanaged, ...]:
-        """Entries nobody in the manifests needs and modelsync never owned: other tools'.
-        A blob one of ``mine`` links too is not counted as theirs."""
+    def _unmanaged(self, mine: set[tuple[str, str]], others: list[Key]) -> tuple[Unmanaged, ...]:
+        """``others``, the entries nobody in the manifests needs and modelsync never owned:
+        other tools'.  A blob one of ``mine`` links too is not counted as theirs."""
         theirs: dict[str, set[tuple[str, str]]] = defaultdict(set)
         commits: dict[str, set[str]] = defaultdict(set)
-        for key in self.ledger.present:
-            if key in self.owned or self._is_needed(key):
-                continue
+        for key in others:
             blob = self.ledger.blob_of(key)
             if blob is not None and blob not in mine:
                 theirs[key[0]].add(blob)

@@ -290,6 +290,8 @@ def _classify(
 
 
 def _reusable(cached: CachedRepo, missing: list[FileWork]) -> frozenset[str]:
+    if not missing:
+        return frozenset()  # the usual case: nothing to look for in the other snapshots
     wanted = {f.etag: f.size for f in missing}
     return frozenset(
         entry.blob

@@ -45,7 +45,8 @@ def parse_revision(repo: str, revision: str, document: object) -> RemoteRevision
 
 def _remote_file(index: int, sibling: object) -> RemoteFile:
     # The happy path builds no message: it runs for every file of every answer of a pass.
-    if not isinstance(sibling, Mapping):
+    # JSON decodes to dicts: asked first, the abstract Mapping check is rarely reached.
+    if type(sibling) is not dict and not isinstance(sibling, Mapping):
         raise MalformedAnswer(f"siblings[{index}] is {_shown(sibling)}, not an object")
     path = sibling.get("rfilename")
     if not isinstance(path, str):
@@ -55,7 +56,7 @@ def _remote_file(index: int, sibling: object) -> RemoteFile:
     sha256: str | None = None
     lfs_size: int | None = None
     if lfs is not None:
-        if not isinstance(lfs, Mapping):
+        if type(lfs) is not dict and not isinstance(lfs, Mapping):
             raise MalformedAnswer(f"{_where(index, path)}.lfs is {_shown(lfs)}, not an object")
         digest = lfs.get("sha256")
         if not isinstance(digest, str) or not SHA256_RE.match(digest):
