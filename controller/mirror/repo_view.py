@@ -15,6 +15,7 @@ import contextlib
 import functools
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -116,6 +117,7 @@ class RepoView:
         self.root = root
         self.repo_id = repo_id
         self.folder = folder
+        self._blobs: str | None = None  # see _blobs_resolved; "" when outside the cache
 
     def resolve(self, revision: str) -> str:
         """Branch, tag, ``refs/pr/N`` or full commit id -> commit id."""
@@ -222,6 +224,9 @@ class RepoView:
             etag = self._blob_name(path)
             if etag is None:
                 return None
+            stored = self._stored_blob(etag)
+            if stored is not None:
+                return FileEntry(rel, stored[0], etag, stored[1])
         elif not path.is_file() or rel.endswith(".incomplete"):
             return None
         else:
@@ -229,12 +234,35 @@ class RepoView:
         real = Path(os.path.realpath(path))
         if not real.is_file() or not _within(real, self.root):
             return None
-        stat = real.stat()
+        info = real.stat()
         if etag is None:
             # A copy carries no etag; guess LFS-ness the way the Hub's defaults would.
-            lfs = default_lfs_rule(rel, stat.st_size)
-            etag = _hash_copy(str(real), stat.st_size, stat.st_mtime_ns, stat.st_ino, lfs)
-        return FileEntry(rel, real, etag, stat.st_size)
+            lfs = default_lfs_rule(rel, info.st_size)
+            etag = _hash_copy(str(real), info.st_size, info.st_mtime_ns, info.st_ino, lfs)
+        return FileEntry(rel, real, etag, info.st_size)
+
+    def _stored_blob(self, name: str) -> tuple[Path, int] | None:
+        """``blobs/<name>`` and its size when it is a plain file, in a ``blobs/`` that
+        resolves inside the cache: where a snapshot link's first hop leads, resolved with one
+        ``lstat``.  A ``realpath`` per file cost one per directory of the path, most of a
+        revision's first read.  None (a blob that is itself a link, or missing) leaves the
+        file to the general check."""
+        blobs = self._blobs_resolved()
+        if blobs is None:
+            return None
+        candidate = os.path.join(blobs, name)
+        try:
+            info = os.lstat(candidate)
+        except OSError:
+            return None
+        return (Path(candidate), info.st_size) if stat.S_ISREG(info.st_mode) else None
+
+    def _blobs_resolved(self) -> str | None:
+        """The real path of this repo's ``blobs/``, once per view; None outside the cache."""
+        if self._blobs is None:
+            real = os.path.realpath(self.folder / "blobs")
+            self._blobs = real if Path(real).is_relative_to(self.root) else ""
+        return self._blobs or None
 
     def _blob_name(self, link: Path) -> str | None:
         """The etag a snapshot link names: its first hop must be ``blobs/<sha>`` of this repo.

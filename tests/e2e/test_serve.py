@@ -436,6 +436,22 @@ def test_links_escaping_the_cache_are_not_served(
     assert "leak.txt" not in listed and "leak2.txt" not in listed
 
 
+def test_a_blobs_folder_that_leads_out_of_the_cache_is_not_served(
+    hub: LocalHub, raw: Raw, tmp_path: Path, published: str
+) -> None:
+    # The links keep their usual form (../../blobs/<etag>); the folder itself is moved out.
+    blobs = hub.repo_dir(REPO) / "blobs"
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(blobs, elsewhere)
+    blobs.symlink_to(elsewhere)
+
+    names = [p.name for p in (hub.repo_dir(REPO) / "snapshots" / published).iterdir()]
+    assert names
+    for name in names:
+        assert raw.request("GET", f"/{REPO}/resolve/main/{name}")[0] == 404
+    assert not [e.path for e in HfApi(endpoint=hub.url).list_repo_tree(REPO)]
+
+
 def test_incomplete_blobs_are_never_served(hub: LocalHub, raw: Raw, published: str) -> None:
     partial = f"{'c' * 64}.abcd1234.incomplete"
     (hub.repo_dir(REPO) / "blobs" / partial).write_bytes(b"half")
