@@ -1,10 +1,11 @@
 """The hub: resolving revisions, and the resumable, verified transfer of one file.
 
-``revisions`` asks the hub what a revision points to (through huggingface_hub, so endpoint,
-auth and mirrors behave as they do for applications) and maps its errors to reasons, with
-tokens redacted; ``transfer`` downloads one file into the cache layout, resuming partials,
-hashing while it writes, retrying with backoff, and publishing only verified blobs; ``wire``
-reads a file's body over HTTP into one reused buffer, and ``watchdog`` cuts a transfer that
+``revisions`` asks the hub what a revision points to (with huggingface_hub's headers,
+settings and reading of error answers, so endpoint, auth and mirrors behave as they do for
+applications) and maps its errors to reasons, with tokens redacted; ``transfer`` downloads one
+file into the cache layout, resuming partials, hashing while it writes, retrying with backoff,
+and publishing only verified blobs; ``wire`` makes the GETs, on connections kept between them,
+reading a body into one reused buffer, and ``watchdog`` cuts a transfer that
 trickles below a speed floor so that it resumes on a new connection.  A large file comes as
 byte ranges over several connections (``ranged``, spans in ``ranges``), drawn from the
 process's budget of connections (``connections``); its one stable partial (``partial``) and the

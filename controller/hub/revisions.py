@@ -181,18 +181,35 @@ def hub_headers(token: str | bool | None = None) -> dict[str, str]:
 
 
 def _raise_for(answer: wire.Body, url: str) -> None:
+    raise_as_read(answer, url)
+    status = answer.status
+    message = f"{redact(url)}: HTTP {status}"
+    raise HubError(Reason.HUB_UNREACHABLE, message, transient=passes(status))
+
+
+def raise_as_read(answer: wire.Body, url: str) -> None:
+    """Raise what huggingface_hub raises for the error ``answer`` (gated, missing repo or
+    revision, its error codes), read from a response rebuilt from what came over the wire;
+    returns when it raises nothing, which the caller judges by the status."""
+    import httpx2
     from huggingface_hub import hf_raise_for_status
 
+    response = httpx2.Response(
+        answer.status,
+        headers=list(answer.headers.items()),
+        content=answer.read_error(),
+        request=httpx2.Request("GET", url),
+    )
     # huggingface_hub reads every error body as JSON, and fails on one in no UTF encoding
     # (a proxy's or a CDN's page): such an answer is judged by its status.
     with contextlib.suppress(UnicodeDecodeError):
-        hf_raise_for_status(wire.as_httpx(answer, url))
-    status = answer.status
-    raise HubError(
-        Reason.HUB_UNREACHABLE,
-        f"{redact(url)}: HTTP {status}",
-        transient=status >= 500 or status in (408, 429),
-    )
+        hf_raise_for_status(response)
+
+
+def passes(status: int) -> bool:
+    """Whether an answer with this error status may change if asked again: overload and
+    timeouts on the server's side pass; other statuses will not."""
+    return status >= 500 or status in (408, 429)
 
 
 def is_tag(repo: str, name: str, endpoint: str) -> bool | None:
@@ -271,8 +288,7 @@ def to_hub_error(
         return HubError(
             Reason.DOWNLOAD_FAILED if path else Reason.HUB_UNREACHABLE,
             f"{where}: HTTP {status}: {detail}",
-            # Overload and timeouts on the server's side pass; other statuses will not.
-            transient=status >= 500 or status in (408, 429),
+            transient=passes(status),
         )
     reason = Reason.DOWNLOAD_FAILED if path else Reason.HUB_UNREACHABLE
     message = redact(f"{where}: cannot reach {endpoint}: {type(e).__name__}: {detail}")

@@ -581,14 +581,8 @@ class _Job:
     def _raise_for(self, body: wire.Body, target: _Target) -> None:
         """huggingface_hub's own reading of an error answer (gated, missing repo, its error
         codes), on a response rebuilt from what came over the wire, as a HubError."""
-        from huggingface_hub import hf_raise_for_status
-
         try:
-            hf_raise_for_status(wire.as_httpx(body, target.url))
-        except UnicodeDecodeError:
-            # huggingface_hub reads every error body as JSON, and fails on one in no UTF
-            # encoding (a proxy's or a CDN's page): such an answer is judged by its status.
-            pass
+            revisions.raise_as_read(body, target.url)
         except Exception as e:
             raise self._error(e) from None
         raise HubError(

@@ -35,11 +35,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from email.message import Message
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urljoin, urlsplit
-
-if TYPE_CHECKING:
-    import httpx2
 
 MAX_REDIRECTS = 10
 ERROR_BODY_LIMIT = 64 * 1024  # an error's body is read for its message, never more than this
@@ -405,18 +401,6 @@ def _default_tls() -> ssl.SSLContext:
 
         _TLS = httpcore2.default_ssl_context(_trust_env=True)
     return _TLS
-
-
-def as_httpx(body: Body, url: str) -> httpx2.Response:
-    """An error answer as the httpx response huggingface_hub's error handling reads."""
-    import httpx2
-
-    return httpx2.Response(
-        body.status,
-        headers=list(body.headers.items()),
-        content=body.read_error(),
-        request=httpx2.Request("GET", url),
-    )
 
 
 def _wire_error(error: BaseException) -> WireError:
