@@ -32,6 +32,10 @@ _Request = socket.socket | tuple[bytes, socket.socket]
 class MirrorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # idle keep-alive connections must not make stop() hang
+    # socketserver's default backlog is 5: a fleet's nodes, or one client's eight parallel
+    # lookups, connecting at once overflow it, and every dropped SYN is sent again by the
+    # client only after a second.  The kernel caps this at net.core.somaxconn.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(
         self,
