@@ -234,49 +234,48 @@ class CacheWorkspace:
             return FileOutcome(f.path, ok=False, reason=e.reason, detail=e.message)
         except layout.UnsafePathError as e:
             return FileOutcome(f.path, ok=False, reason=Reason.UNSAFE_PATH, detail=str(e))
+        verified: Verification | None = None
         if fetched.digest is None:
             # The blob was already cached and only linked: check it like any cached file.
             outcome = self._check(action, f, fetched.snapshot)
         else:
-            outcome = self._remember_fetched(action, f, fetched)
-        self._record(
-            action,
-            f,
-            started,
-            t0,
-            DownloadOutcome.OK if outcome.ok else DownloadOutcome.CORRUPT,
-            outcome.detail,
-            transferred=outcome.transferred,
-        )
+            outcome, verified = self._fetched_outcome(f, fetched)
+        # The attempt and the verification of the bytes it brought, in one transaction.
+        with self.store.together():
+            if verified is not None:
+                self.store.record_verification(action.repo, verified)
+            self._record(
+                action,
+                f,
+                started,
+                t0,
+                DownloadOutcome.OK if outcome.ok else DownloadOutcome.CORRUPT,
+                outcome.detail,
+                transferred=outcome.transferred,
+            )
         return outcome
 
-    def _remember_fetched(
-        self, action: Action, f: FileWork, fetched: transfer.Fetched
-    ) -> FileOutcome:
-        """Record the digest computed while downloading: the blob needs no second read."""
+    def _fetched_outcome(
+        self, f: FileWork, fetched: transfer.Fetched
+    ) -> tuple[FileOutcome, Verification | None]:
+        """The digest computed while downloading, as the blob's verification: the blob needs
+        no second read."""
         assert fetched.digest is not None
         try:
             st = fetched.blob.stat()
         except OSError as e:
-            return FileOutcome(
-                f.path,
-                ok=False,
-                reason=Reason.DOWNLOAD_FAILED,
-                detail=f"{f.path}: gone right after its download: {e.strerror}",
-            )
-        self.store.record_verification(
-            action.repo,
-            Verification(
-                blob=fetched.etag,
-                size=st.st_size,
-                mtime_ns=st.st_mtime_ns,
-                inode=st.st_ino,
-                digest=fetched.digest,
-                ok=True,
-                checked_at=self.clock(),
-            ),
+            detail = f"{f.path}: gone right after its download: {e.strerror}"
+            return FileOutcome(f.path, ok=False, reason=Reason.DOWNLOAD_FAILED, detail=detail), None
+        verified = Verification(
+            blob=fetched.etag,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            inode=st.st_ino,
+            digest=fetched.digest,
+            ok=True,
+            checked_at=self.clock(),
         )
-        return FileOutcome(f.path, ok=True, transferred=fetched.transferred)
+        return FileOutcome(f.path, ok=True, transferred=fetched.transferred), verified
 
     def _verify_one(
         self, action: Action, f: FileWork, known: Mapping[str, Verification]

@@ -96,6 +96,72 @@ def test_threads_sharing_one_store_lose_no_writes(store: StateStore) -> None:
     assert len(store.verifications()) == 400
 
 
+def test_writes_together_are_recorded_together(store: StateStore) -> None:
+    with store.together():
+        download(store)
+        store.record_verification("org/repo", verification())
+        # Read back on the same thread, inside the block: the writes so far are there.
+        assert len(store.download_history()) == 1
+
+    assert len(store.download_history()) == 1
+    assert len(store.verifications()) == 1
+
+
+def test_writes_together_are_none_recorded_when_one_fails(store: StateStore) -> None:
+    with pytest.raises(ValueError), store.together():
+        store.record_verification("org/repo", verification())
+        download(store)
+        download(store, offset=5, finished_at=NOW)  # finished before it started: refused
+
+    assert store.verifications() == {}
+    assert store.download_history() == []
+
+
+def test_a_block_inside_a_block_commits_with_the_outer_one(store: StateStore) -> None:
+    with pytest.raises(RuntimeError), store.together():
+        with store.together():
+            download(store)
+        raise RuntimeError("after the inner block")
+
+    assert store.download_history() == []
+
+
+def test_writes_together_are_unseen_by_another_reader_until_the_block_ends(
+    store: StateStore, tmp_path: Path
+) -> None:
+    reader = StateStore.open_readonly(tmp_path / "state")
+    assert reader is not None
+    with reader:
+        with store.together():
+            download(store)
+            store.record_verification("org/repo", verification())
+            assert reader.download_history() == []
+            assert reader.verifications() == {}
+        assert len(reader.download_history()) == 1
+        assert len(reader.verifications()) == 1
+
+
+def test_other_threads_write_between_blocks_not_inside_them(store: StateStore) -> None:
+    def write(n: int) -> None:
+        for i in range(20):
+            with store.together():
+                download(store, model=f"thread-{n}", offset=i)
+                store.record_verification(f"repo-{n}", verification(f"{i:064x}"))
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    plain = threading.Thread(
+        target=lambda: [download(store, model="plain", offset=i) for i in range(20)]
+    )
+    plain.start()
+    for t in [*threads, plain]:
+        t.join()
+
+    assert len(store.download_history(limit=1000)) == 100
+    assert len(store.verifications()) == 80
+
+
 _WRITER = textwrap.dedent(
     """
     import sys, time
