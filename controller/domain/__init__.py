@@ -14,7 +14,13 @@ what lets planning be a pure function that tests drive from tables.
 The names most code needs are re-exported here: ``from controller.domain import Plan``.
 """
 
-from controller.domain.desired import DesiredModel, DesiredState, Probe, RetentionPolicy
+from controller.domain.desired import (
+    DEFAULT_BRANCH,
+    DesiredModel,
+    DesiredState,
+    Probe,
+    RetentionPolicy,
+)
 from controller.domain.kinds import (
     API_VERSION,
     COMMIT_RE,
@@ -51,10 +57,10 @@ from controller.domain.observed import (
 from controller.domain.plan import Action, BudgetFit, Plan, Quarantine, Unmanaged, Withheld
 
 __all__ = [
-    "API_VERSION", "COMMIT_RE", "SHA256_RE", "TRANSFER_KINDS", "Action", "ActionKind",
-    "BudgetFit", "CachedFile", "CachedRepo", "DeletionRecord", "DesiredModel", "DesiredState",
-    "Disk", "Eviction", "FileWork", "HealthCheck", "Lease", "Observation", "OwnedFile",
-    "PartialFile", "Phase", "Plan", "Policy", "Priority", "Probe", "Quarantine",
+    "API_VERSION", "COMMIT_RE", "DEFAULT_BRANCH", "SHA256_RE", "TRANSFER_KINDS", "Action",
+    "ActionKind", "BudgetFit", "CachedFile", "CachedRepo", "DeletionRecord", "DesiredModel",
+    "DesiredState", "Disk", "Eviction", "FileWork", "HealthCheck", "Lease", "Observation",
+    "OwnedFile", "PartialFile", "Phase", "Plan", "Policy", "Priority", "Probe", "Quarantine",
     "QuarantinedFile", "Reason", "RemoteFile", "RemoteProblem", "RemoteRevision",
     "RetentionMode", "RetentionPolicy", "Unmanaged", "UpdatePolicy", "UsageStats",
     "Verification", "Withheld", "is_commit",

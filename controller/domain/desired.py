@@ -16,13 +16,17 @@ class Probe:
     timeout_s: float = 300.0
 
 
+# The branch every Hub repo is created with, and a model's revision unless it names another.
+DEFAULT_BRANCH = "main"
+
+
 @dataclass(frozen=True)
 class DesiredModel:
     """One model as the manifest declares it, with defaults already applied."""
 
     name: str
     repo: str
-    revision: str = "main"
+    revision: str = DEFAULT_BRANCH
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     priority: Priority = Priority.AUTO

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from controller.cache import deletion, layout, tags
 from controller.cache.inspection import inspect
-from controller.domain import Action, FileWork, Reason, Verification, is_commit
+from controller.domain import DEFAULT_BRANCH, Action, FileWork, Reason, Verification, is_commit
 from controller.engine.file_pool import FilePool, gather
 from controller.engine.progress import ProgressTracker
 from controller.hub import connections, revisions, transfer
@@ -142,16 +142,24 @@ class CacheWorkspace:
     def _record_tag(self, action: Action) -> None:
         """Note whether the revision is a tag, as the hub says, for ``reconcile serve`` of
         this cache to answer as the hub does; offline, the last record stands."""
-        if self.offline:
+        if not self._asks_tag(action):
             return
         answer = self._tag_answer(action).result()
         if answer is not None:
             tags.record(self.cache_dir, action.repo, action.revision, is_tag=answer)
 
+    def _asks_tag(self, action: Action) -> bool:
+        """Whether the hub is asked if the revision is a tag.  Not offline, and not for
+        :data:`~controller.domain.DEFAULT_BRANCH`: every Hub repo has that branch, a tag of
+        the same name would make the name ambiguous to git itself, and ``reconcile serve``
+        lists a ref with no record as a branch.  Asking cost a request per model, a quarter
+        of those of a first apply of small models."""
+        return not self.offline and action.revision != DEFAULT_BRANCH
+
     def _will_point(self, action: Action) -> bool:
         """Whether :meth:`point_ref` will write the ref once ``action`` succeeds, and so ask
         the hub whether its revision is a tag."""
-        if self.offline or is_commit(action.revision):
+        if is_commit(action.revision) or not self._asks_tag(action):
             return False
         try:
             ref = layout.ref_path(self.cache_dir, action.repo, action.revision)

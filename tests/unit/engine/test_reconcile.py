@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from controller.cache.layout import read_tags, repo_folder
 from controller.domain import Plan
 from controller.domain.status import StatusReport
 from controller.engine.reconcile import PassHooks, reconcile
@@ -149,13 +150,14 @@ def test_the_tag_check_is_asked_while_the_models_files_download(
 ) -> None:
     """Whether the revision is a tag is asked beside the model's downloads, not after them:
     the hub holds both answers mid-way, and both are seen held at once."""
-    hub.publish(
+    commit = hub.publish(
         "org/m", {"config.json": b"{}", "model.safetensors": safetensors_bytes(b"w" * 4096)}
     )
+    hub.tag("org/m", "v1", commit)
     refs = hub.faults.hold("/api/models/org/m/refs", after_bytes=1)
     weights = hub.faults.hold("*/org/m/resolve/*/model.safetensors", after_bytes=100)
     work = Workdir(tmp_path / "work", hub.url)
-    work.write_manifest([{"name": "m", "repo": "org/m"}])
+    work.write_manifest([{"name": "m", "repo": "org/m", "revision": "v1"}])
     both_held: list[bool] = []
 
     def referee() -> None:
@@ -176,3 +178,18 @@ def test_the_tag_check_is_asked_while_the_models_files_download(
 
     assert both_held == [True]
     assert result.ok and work.model_status("m")["phase"] == "AVAILABLE"
+    assert read_tags(repo_folder(work.cache, "org/m")) == {"v1"}
+
+
+def test_the_default_branch_is_not_asked_about_tags(tmp_path: Path, hub: LocalHub) -> None:
+    """Every Hub repo has the branch ``main``: a pass that points it asks nothing more than
+    the revision and the files, and records no tag."""
+    hub.publish("org/m", {"config.json": b"{}"})
+    work = Workdir(tmp_path / "work", hub.url)
+    work.write_manifest([{"name": "m", "repo": "org/m"}])
+
+    result = reconcile(loading.load(work.manifests))
+
+    assert result.ok and work.model_status("m")["phase"] == "AVAILABLE"
+    assert hub.requests_for("/api/models/org/m/refs") == []
+    assert read_tags(repo_folder(work.cache, "org/m")) == frozenset()
