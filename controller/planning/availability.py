@@ -214,6 +214,8 @@ def _wait(
     measured = throughput is not None and throughput > 0
     rate = throughput if throughput is not None and measured else float(ASSUMED_THROUGHPUT)
     seconds = round(entry.bytes_until_done / rate, 1)
+    if entry.bytes_until_done > 0:
+        seconds = max(seconds, 0.1)  # bytes still to come: never a wait of nothing
     basis = "measured" if measured else "assumed until a download is measured"
     ahead = f", {human_bytes(entry.bytes_ahead)} of it ahead" if entry.bytes_ahead else ""
     note = (

@@ -103,6 +103,13 @@ def test_missing_model_waits_for_the_bytes_ahead_at_the_measured_rate() -> None:
     )
 
 
+def test_a_wait_shorter_than_its_rounding_is_still_a_wait() -> None:
+    d = desired(model("a"))
+    o = world(d.models, sizes={"a": 1 * MB}, throughput=1000 * MB)
+    result = ask("a", d, o)
+    assert (result.phase, result.estimated_wait_seconds) == (Phase.MISSING, 0.1)
+
+
 def test_before_any_download_the_wait_is_estimated_at_an_assumed_rate() -> None:
     d = desired(model("a"))
     result = ask("a", d, world(d.models))
