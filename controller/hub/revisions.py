@@ -187,7 +187,7 @@ def _raise_for(answer: wire.Body, url: str) -> None:
     raise HubError(Reason.HUB_UNREACHABLE, message, transient=passes(status))
 
 
-def raise_as_read(answer: wire.Body, url: str) -> None:
+def raise_as_read(answer: wire.Body | wire.Answer, url: str) -> None:
     """Raise what huggingface_hub raises for the error ``answer`` (gated, missing repo or
     revision, its error codes), read from a response rebuilt from what came over the wire;
     returns when it raises nothing, which the caller judges by the status."""
@@ -198,7 +198,7 @@ def raise_as_read(answer: wire.Body, url: str) -> None:
         answer.status,
         headers=list(answer.headers.items()),
         content=answer.read_error(),
-        request=httpx2.Request("GET", url),
+        request=httpx2.Request(answer.method, url),
     )
     # huggingface_hub reads every error body as JSON, and fails on one in no UTF encoding
     # (a proxy's or a CDN's page): such an answer is judged by its status.

@@ -3,9 +3,10 @@
 huggingface_hub never hashes what it downloads, and it writes to a process-unique
 ``<etag>.<uuid8>.incomplete`` that it deletes in ``finally``: a download killed by ``kill -9``
 starts over from byte 0 in the next process (HF_HUB_FACTS §1.2).  This module keeps the
-cache layout and the HTTP plumbing of huggingface_hub (``hf_hub_url``, its HEAD, its shared
-session, its headers, so endpoint, auth and user agent are exactly hf's) and changes three
-things:
+cache layout and what huggingface_hub sends and reads (its ``/resolve`` URL, its headers, so
+endpoint, auth and user agent are exactly hf's; its HEAD's reading of redirects, ETags and
+sizes; its reading of error answers), sent through :mod:`controller.hub.wire` rather than its
+httpx session, and changes three things:
 
 * the partial file has a **stable** name, ``blobs/<etag>.incomplete``, next to a small
   sidecar ``blobs/<etag>.incomplete.json`` saying what it is part of and what it holds
@@ -38,8 +39,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timezone
+from email.message import Message
 from pathlib import Path
-from typing import Any
+from urllib.parse import quote, urljoin
 
 import httpx2
 
@@ -100,10 +102,7 @@ class Timeouts:
     fail the attempt (to be retried) rather than hang the controller."""
 
     connect: float = 10.0
-    read: float = 30.0  # longest silence between two reads of a body (also write and pool)
-
-    def for_httpx(self) -> httpx2.Timeout:
-        return httpx2.Timeout(self.read, connect=self.connect)
+    read: float = 30.0  # longest silence between two reads of an answer
 
 
 class TokenBucket:
@@ -355,19 +354,60 @@ class _Job:
     # ----------------------------------------------------------------- metadata
 
     def _head(self) -> _Target:
-        from huggingface_hub import get_hf_file_metadata
-
+        """The file's metadata, as huggingface_hub's ``get_hf_file_metadata`` reads them:
+        a HEAD that follows the redirects staying on the Hub (a renamed repo) and stops at
+        the one that leaves it (a CDN), whose headers describe the file."""
         url = hf_url(self.ref, self.endpoint)
-        # get_hf_file_metadata types ``timeout`` as a float but hands it to httpx2 unchanged,
-        # which is how the HEAD gets separate connect and read limits.
-        timeout: Any = self.timeouts.for_httpx()
-        meta = get_hf_file_metadata(url, token=self.token, timeout=timeout, endpoint=self.endpoint)
-        etag, size = self._check_metadata(meta.commit_hash, meta.etag, meta.size)
-        if meta.xet_file_data is not None or meta.location == url:
+        answer, location = self._metadata(url)
+        headers = answer.headers
+        etag = headers.get("X-Linked-Etag") or headers.get("ETag")
+        size = headers.get("X-Linked-Size")
+        if size is None and answer.status not in wire.REDIRECTS:
+            size = headers.get("Content-Length")
+        etag, expected = self._check_metadata(
+            headers.get("X-Repo-Commit"),
+            None if etag is None else _normalized_etag(etag),
+            int(size) if size and size.isdigit() else None,
+        )
+        if _xet_backed(headers) or location == url:
             # Without hf_xet, huggingface_hub GETs the /resolve URL itself and follows its
-            # redirects; httpx2 drops the token when a redirect leaves the origin.
-            return _Target(url, etag, size, keep_auth=True)
-        return _Target(meta.location, etag, size, keep_auth=wire.same_origin(url, meta.location))
+            # redirects; the token is dropped when a redirect leaves the origin.
+            return _Target(url, etag, expected, keep_auth=True)
+        return _Target(location, etag, expected, keep_auth=wire.same_origin(url, location))
+
+    def _metadata(self, url: str) -> tuple[wire.Answer, str]:
+        """The answer that describes the file, and where its body is (the URL it answered
+        for, or where its redirect sends the client)."""
+        from huggingface_hub import constants
+        from huggingface_hub.errors import OfflineModeIsEnabled
+
+        if constants.HF_HUB_OFFLINE:  # huggingface_hub's session refuses every request then
+            raise OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
+        headers = revisions.hub_headers(self.token)
+        # The stored bytes' size, not a compressed rendition's.
+        headers["Accept-Encoding"] = "identity"
+        for _ in range(wire.MAX_REDIRECTS + 1):
+            answer = wire.head(
+                url,
+                headers,
+                connect_timeout=self.timeouts.connect,
+                read_timeout=self.timeouts.read,
+            )
+            if answer.status >= 400:
+                revisions.raise_as_read(answer, url)
+                raise HubError(
+                    Reason.DOWNLOAD_FAILED,
+                    f"{self.ref.where}: unexpected HTTP {answer.status} for its metadata",
+                    transient=revisions.passes(answer.status),
+                )
+            location = answer.headers.get("Location")
+            if answer.status not in wire.REDIRECTS or not location:
+                return answer, url
+            following = urljoin(url, location)
+            if not _on_the_hub(url, following):
+                return answer, following
+            url = following
+        raise wire.WireError(f"more than {wire.MAX_REDIRECTS} redirects", final=True)
 
     def _check_metadata(
         self, commit: str | None, etag: str | None, size: int | None
@@ -653,10 +693,38 @@ def _link(snapshot: Path, blob: Path) -> None:
 
 
 def hf_url(ref: FileRef, endpoint: str) -> str:
-    """The file's ``/resolve`` URL, as huggingface_hub builds it."""
-    from huggingface_hub import hf_hub_url
+    """The file's ``/resolve`` URL, as huggingface_hub's ``hf_hub_url`` builds it for a model
+    (the tests hold the two to the same answers).  Built here: importing the module that
+    defines it, with its progress bars and asyncio, was about 50 ms of every apply."""
+    return f"{endpoint}/{ref.repo}/resolve/{quote(ref.commit, safe='')}/{quote(ref.path)}"
 
-    return hf_hub_url(ref.repo, ref.path, revision=ref.commit, endpoint=endpoint)
+
+def _normalized_etag(value: str) -> str:
+    """An ETag as huggingface_hub normalises it: no weak marker, no quotes."""
+    return value.removeprefix("W/").strip('"')
+
+
+def _xet_backed(headers: Message) -> bool:
+    """Whether the hub describes the file as stored in Xet (huggingface_hub's
+    ``parse_xet_file_data_from_response``: a hash, and where to refresh the token)."""
+    if not headers.get("X-Xet-Hash"):
+        return False
+    links = headers.get("Link") or ""
+    return 'rel="xet-auth"' in links or headers.get("X-Xet-Refresh-Route") is not None
+
+
+# Origins huggingface_hub forwards the token to and follows redirects within (its
+# ``_HUB_ORIGINS``): the public Hub, its short domain, its staging host, and the endpoint.
+_HUB_HOSTS = ("https://huggingface.co", "https://hf.co", "https://hub-ci.huggingface.co")
+
+
+def _on_the_hub(url: str, target: str) -> bool:
+    """Whether a redirect from ``url`` to ``target`` stays on the Hub (huggingface_hub follows
+    it, with the token) rather than leaving for a CDN (it stops there)."""
+    from huggingface_hub import constants
+
+    hub = (*_HUB_HOSTS, constants.ENDPOINT)
+    return wire.same_origin(url, target) or any(wire.same_origin(h, target) for h in hub)
 
 
 def _described(body: wire.Body) -> tuple[str | None, str | None, int | None]:
@@ -671,8 +739,7 @@ def _described(body: wire.Body) -> tuple[str | None, str | None, int | None]:
     status, headers = hub[-1] if hub else answers[-1]
     etag = headers.get("X-Linked-Etag") or headers.get("ETag")
     if etag is not None:
-        # huggingface_hub's normalisation: no weak marker, no quotes.
-        etag = etag.removeprefix("W/").strip('"')
+        etag = _normalized_etag(etag)
     size = headers.get("X-Linked-Size")
     if size is None and status == 200:  # a range's or a redirect's length is not the file's
         size = headers.get("Content-Length")

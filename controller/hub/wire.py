@@ -1,12 +1,13 @@
-"""One GET of a file's body, read straight into the caller's buffer.
+"""One GET of a file's body, read straight into the caller's buffer; one HEAD of its metadata.
 
-The HEAD (metadata, the redirect to a CDN, auth) goes through huggingface_hub's session; the
-body comes through here, with huggingface_hub's own headers.  Why not its httpx session for the
-body too: httpx parses the stream through h11 in pure Python and hands out new ~64 KiB ``bytes``
-objects, copying every byte twice on the way, with the GIL held.  Measured on 4 x 256 MiB over
-loopback, download + sha256 through it took about 1.6x the CPU of ``http.client`` reading with
-``readinto`` into one reused buffer; no pure-Python HTTP client is faster than that, and the
-standard library's is kept as well as any.
+Both carry huggingface_hub's own headers, and the caller reads their answers as huggingface_hub
+reads them.  Why not its httpx session: httpx parses the stream through h11 in pure Python and
+hands out new ~64 KiB ``bytes`` objects, copying every byte twice on the way, with the GIL
+held.  Measured on 4 x 256 MiB over loopback, download + sha256 through it took about 1.6x
+the CPU of ``http.client`` reading with ``readinto`` into one reused buffer; no pure-Python
+HTTP client is faster than that, and the standard library's is kept as well as any.  And the
+first request through that session cost a process about 0.1 s (importing huggingface_hub's
+download module, making the client).
 
 What this adds to ``http.client``: redirects (the token is dropped when one leaves the origin,
 as httpx does), the proxies of the environment (``HTTPS_PROXY``, ``NO_PROXY``... as httpx
@@ -66,8 +67,22 @@ class Redirect:
     headers: Message
 
 
+@dataclass(frozen=True)
+class Answer:
+    """The answer to a HEAD: a status and headers, and no body."""
+
+    status: int
+    headers: Message
+    method = "HEAD"
+
+    def read_error(self) -> bytes:
+        return b""  # a HEAD's error says what it has to say in its status and headers
+
+
 class Body:
     """A response whose headers were read; its body is read with :meth:`readinto`."""
+
+    method = "GET"
 
     def __init__(
         self,
@@ -193,6 +208,36 @@ def get(
     raise WireError(f"more than {MAX_REDIRECTS} redirects", final=True)
 
 
+def head(
+    url: str,
+    headers: dict[str, str],
+    *,
+    connect_timeout: float,
+    read_timeout: float,
+    tls: ssl.SSLContext | None = None,
+) -> Answer:
+    """HEAD ``url``, once: its redirects are the caller's to follow or not (huggingface_hub
+    follows those that stay on the Hub, and reads a file's metadata from the one that leaves
+    it for a CDN).  The connection is kept for the next request, as after a body read to its
+    end."""
+    route = _route(url, tls)
+    connection, response = _exchange(
+        route, headers, connect_timeout, read_timeout, tls, method="HEAD"
+    )
+    answer = Answer(response.status, response.headers)
+    try:
+        response.read()  # nothing to read: http.client knows a HEAD's answer has no body
+    except (OSError, http.client.HTTPException):
+        connection.close()
+        return answer
+    if response.will_close:
+        connection.close()
+    else:
+        response.close()
+        _IDLE.keep(route.place, connection)
+    return answer
+
+
 @dataclass(frozen=True)
 class _Route:
     """How a request for a URL is sent: to which place, with which request target, and the
@@ -232,17 +277,18 @@ def _exchange(
     connect_timeout: float,
     read_timeout: float,
     tls: ssl.SSLContext | None,
+    method: str = "GET",
 ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
     """Send the request and read the answer's headers, on a kept connection if there is
-    one.  A server may close a kept connection just as it is used again; the GET is then
-    sent once more on a new one, as httpx does (a GET can always be asked again)."""
+    one.  A server may close a kept connection just as it is used again; the request is then
+    sent once more on a new one, as httpx does (a GET or a HEAD can always be asked again)."""
     request_headers = {**headers, **route.proxy_headers}
     kept = _IDLE.take(route.place)
     if kept is not None:
         if kept.sock is not None:
             kept.sock.settimeout(read_timeout)
         try:
-            return kept, _send(kept, route.target, request_headers)
+            return kept, _send(kept, method, route.target, request_headers)
         except (ConnectionError, http.client.BadStatusLine):
             kept.close()
         except (OSError, http.client.HTTPException) as e:
@@ -250,16 +296,16 @@ def _exchange(
             raise _wire_error(e) from None
     connection = _connect(route, connect_timeout, read_timeout, tls)
     try:
-        return connection, _send(connection, route.target, request_headers)
+        return connection, _send(connection, method, route.target, request_headers)
     except (OSError, http.client.HTTPException) as e:
         connection.close()
         raise _wire_error(e) from None
 
 
 def _send(
-    connection: http.client.HTTPConnection, target: str, headers: dict[str, str]
+    connection: http.client.HTTPConnection, method: str, target: str, headers: dict[str, str]
 ) -> http.client.HTTPResponse:
-    connection.request("GET", target, headers=headers)
+    connection.request(method, target, headers=headers)
     return connection.getresponse()
 
 

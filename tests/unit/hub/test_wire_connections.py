@@ -82,6 +82,18 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_error(404)
 
+    def do_HEAD(self) -> None:  # noqa: N802 - the name http.server calls
+        """What a GET of the same path would answer, without its body: ``/bytes/N`` and
+        ``/close/N``."""
+        self.server.record(Seen(self.path, self.client_address))
+        kind, _, size_text = self.path.strip("/").partition("/")
+        self.send_response(200)
+        self.send_header("Content-Length", size_text or "0")  # the body's, not sent
+        if kind == "close":
+            self.send_header("Connection", "close")
+            self.close_connection = False  # said, not done, as for the GET
+        self.end_headers()
+
     def answer(self, body: bytes, headers: list[tuple[str, str]] | None = None) -> None:
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -238,6 +250,19 @@ def test_three_gets_read_to_the_end(server: Server, path: str, connections: int)
     size = int(path.rsplit("/", 1)[1])
     for _ in range(3):
         assert fetch(server, path) == expected("one", size)
+    assert len(server.seen) == 3
+    assert server.connections == connections
+
+
+@pytest.mark.parametrize(("kind", "connections"), [("bytes", 1), ("close", 3)])
+def test_heads_between_gets(server: Server, kind: str, connections: int) -> None:
+    """A HEAD's answer announces a length but carries no body: the connection serves the next
+    request at once, and the next answer is read from its own start."""
+    path = f"/{kind}/{SMALL}"
+    answer = wire.head(server.url(path), {}, connect_timeout=5, read_timeout=5)
+    assert (answer.status, answer.headers["Content-Length"]) == (200, str(SMALL))
+    assert fetch(server, path) == expected("one", SMALL)
+    assert wire.head(server.url(path), {}, connect_timeout=5, read_timeout=5).status == 200
     assert len(server.seen) == 3
     assert server.connections == connections
 
