@@ -34,6 +34,7 @@ import email.utils
 import errno
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -704,13 +705,16 @@ def _normalized_etag(value: str) -> str:
     return value.removeprefix("W/").strip('"')
 
 
+_XET_AUTH = re.compile(r'rel\s*=\s*"?xet-auth"?')  # a Link to the Xet token, quoted or not
+
+
 def _xet_backed(headers: Message) -> bool:
     """Whether the hub describes the file as stored in Xet (huggingface_hub's
     ``parse_xet_file_data_from_response``: a hash, and where to refresh the token)."""
     if not headers.get("X-Xet-Hash"):
         return False
     links = headers.get("Link") or ""
-    return 'rel="xet-auth"' in links or headers.get("X-Xet-Refresh-Route") is not None
+    return _XET_AUTH.search(links) is not None or headers.get("X-Xet-Refresh-Route") is not None
 
 
 # Origins huggingface_hub forwards the token to and follows redirects within (its

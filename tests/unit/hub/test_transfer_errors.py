@@ -230,7 +230,7 @@ class Site:
     size: int | None = len(DATA)
     to_cdn: bool = False  # /resolve answers (HEAD and GET) redirect to the CDN's origin
     moved: bool = False  # the HEAD is sent on to /moved/..., on the hub's own origin
-    xet: bool = False  # the HEAD names the file as stored in Xet
+    xet: str = ""  # the HEAD names the file as stored in Xet: "route" or "link" to its token
     head_held: float = 0.0  # seconds the HEAD's answer is held back
     get_status: int = 200
     get_body: bytes = DATA
@@ -266,7 +266,11 @@ def site() -> Iterator[Site]:
                 self.send_header("X-Linked-Size", str(state.size))
             if state.xet:
                 self.send_header("X-Xet-Hash", "ab" * 32)
-                self.send_header("X-Xet-Refresh-Route", f"/api/models/{REPO}/xet-read-token")
+            token = f"/api/models/{REPO}/xet-read-token"
+            if state.xet == "route":
+                self.send_header("X-Xet-Refresh-Route", token)
+            elif state.xet == "link":
+                self.send_header("Link", f'<{state.url}{token}>; rel="xet-auth"')
 
         def do_HEAD(self) -> None:  # noqa: N802 - the name http.server calls
             self.note()
@@ -388,10 +392,11 @@ def test_a_file_moved_on_the_hub_is_fetched_from_where_it_went_with_the_token(
     ]
 
 
+@pytest.mark.parametrize("token_at", ["route", "link"])
 def test_a_file_in_xet_is_fetched_through_the_hub_and_only_the_hub_gets_the_token(
-    site: Site, hf_cache: Path
+    site: Site, hf_cache: Path, token_at: str
 ) -> None:
-    site.to_cdn, site.xet = True, True
+    site.to_cdn, site.xet = True, token_at
 
     fetched = get(site, hf_cache)
 
