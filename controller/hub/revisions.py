@@ -131,11 +131,7 @@ def _revision_document(repo: str, revision: str, endpoint: str, floor: SpeedFloo
 def _answer(url: str, read_timeout: float, watchdog: Watchdog | None = None) -> bytearray:
     """The whole body of a successful GET of a hub API ``url``, with huggingface_hub's
     headers; an error answer is raised as huggingface_hub raises it."""
-    from huggingface_hub import constants
-    from huggingface_hub.errors import OfflineModeIsEnabled
-
-    if constants.HF_HUB_OFFLINE:  # huggingface_hub's session refuses every request then
-        raise OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
+    refuse_offline()
     headers = hub_headers()
     with wire.get(
         url, headers, connect_timeout=METADATA_TIMEOUT_S, read_timeout=read_timeout
@@ -149,6 +145,16 @@ def _answer(url: str, read_timeout: float, watchdog: Watchdog | None = None) -> 
             if watchdog is not None:
                 watchdog.passed(n)
     return body
+
+
+def refuse_offline() -> None:
+    """Raise what huggingface_hub's session raises for any request under ``HF_HUB_OFFLINE``:
+    every request sent outside that session asks this first."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if constants.HF_HUB_OFFLINE:
+        raise OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
 
 
 def hub_headers(token: str | bool | None = None) -> dict[str, str]:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from datetime import timezone
 from email.message import Message
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import quote, urljoin
 
 import httpx2
@@ -312,11 +313,7 @@ class _Job:
 
     def _run_whole(self, snapshot: Path, etag: str, size: int) -> Fetched:
         """A small file: one GET into this writer's own partial (see WHOLE_FILE_AT_MOST)."""
-        from huggingface_hub import constants
-        from huggingface_hub.errors import OfflineModeIsEnabled
-
-        if constants.HF_HUB_OFFLINE:  # huggingface_hub's session refuses the HEAD it skips
-            raise OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
+        revisions.refuse_offline()  # as huggingface_hub refuses the HEAD this skips
         blob = layout.blob_path(self.cache_dir, self.ref.repo, etag)
         layout.prepare_repo_folder(self.cache_dir, self.ref.repo)  # `hf cache ls` sees it
         # The flock still orders writers on this node, huggingface_hub's included; writers on
@@ -379,11 +376,7 @@ class _Job:
     def _metadata(self, url: str) -> tuple[wire.Answer, str]:
         """The answer that describes the file, and where its body is (the URL it answered
         for, or where its redirect sends the client)."""
-        from huggingface_hub import constants
-        from huggingface_hub.errors import OfflineModeIsEnabled
-
-        if constants.HF_HUB_OFFLINE:  # huggingface_hub's session refuses every request then
-            raise OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
+        revisions.refuse_offline()
         headers = revisions.hub_headers(self.token)
         # The stored bytes' size, not a compressed rendition's.
         headers["Accept-Encoding"] = "identity"
@@ -395,12 +388,7 @@ class _Job:
                 read_timeout=self.timeouts.read,
             )
             if answer.status >= 400:
-                revisions.raise_as_read(answer, url)
-                raise HubError(
-                    Reason.DOWNLOAD_FAILED,
-                    f"{self.ref.where}: unexpected HTTP {answer.status} for its metadata",
-                    transient=revisions.passes(answer.status),
-                )
+                self._raise_for(answer, url, "for its metadata")
             location = answer.headers.get("Location")
             if answer.status not in wire.REDIRECTS or not location:
                 return answer, url
@@ -504,7 +492,7 @@ class _Job:
         source = RangeSource(
             where=self.ref.where,
             get=lambda headers: self._get(target, headers),
-            raise_for=lambda body: self._raise_for(body, target),
+            raise_for=lambda body: self._raise_for(body, target.url),
             classify=self._error,
             retry=self.retry,
             speed_floor=self.speed_floor,
@@ -600,7 +588,7 @@ class _Job:
                 transient=True,
             )
         if body.status >= 400:
-            self._raise_for(body, target)
+            self._raise_for(body, target.url)
 
     @contextlib.contextmanager
     def _get(self, target: _Target, extra: dict[str, str]) -> Iterator[wire.Body]:
@@ -619,17 +607,19 @@ class _Job:
         ) as body:
             yield body
 
-    def _raise_for(self, body: wire.Body, target: _Target) -> None:
+    def _raise_for(
+        self, answer: wire.Body | wire.Answer, url: str, what: str = "for a download"
+    ) -> NoReturn:
         """huggingface_hub's own reading of an error answer (gated, missing repo, its error
         codes), on a response rebuilt from what came over the wire, as a HubError."""
         try:
-            revisions.raise_as_read(body, target.url)
+            revisions.raise_as_read(answer, url)
         except Exception as e:
             raise self._error(e) from None
         raise HubError(
             Reason.DOWNLOAD_FAILED,
-            f"{self.ref.where}: unexpected HTTP {body.status} for a download",
-            transient=body.status >= 500,
+            f"{self.ref.where}: unexpected HTTP {answer.status} {what}",
+            transient=answer.status >= 500,
         )
 
     def _read_timeout(self) -> float:

@@ -354,6 +354,19 @@ def blobs(cache: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
+def test_offline_the_head_is_not_sent(
+    site: Site, hf_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+    error = refused(site, hf_cache)
+
+    assert not error.transient and "HF_HUB_OFFLINE" in error.message
+    assert site.seen == []
+
+
 def test_a_file_on_the_hub_is_fetched_from_it_with_the_token(site: Site, hf_cache: Path) -> None:
     fetched = get(site, hf_cache)
 
