@@ -327,7 +327,30 @@ def _stamp(snapshot: Path, blobs: Path) -> Stamp:
 
 
 def _within(path: Path, root: Path) -> bool:
-    return Path(os.path.realpath(path)).is_relative_to(root)
+    """Whether ``path`` resolves inside ``root`` (itself resolved), as ``realpath`` says.
+
+    The paths asked about are ``root`` joined with names from a request (repo folder, ref,
+    snapshot), so only the components below ``root`` can lead out, and only when one is a
+    link: each is ``lstat``-ed, and the whole path is resolved only when one is.  ``realpath``
+    resolves every component from ``/``; three per lookup were a quarter of the mirror's CPU
+    for a pass of cached models.
+    """
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        parts = ("..",)  # not below root by its name: only resolving it can tell
+    if ".." in parts:
+        return Path(os.path.realpath(path)).is_relative_to(root)
+    current = str(root)
+    for part in parts:
+        current = os.path.join(current, part)
+        try:
+            mode = os.lstat(current).st_mode
+        except OSError:
+            return True  # nothing below a missing component: as realpath, it stays by name
+        if stat.S_ISLNK(mode):
+            return Path(os.path.realpath(path)).is_relative_to(root)
+    return True
 
 
 def _walk(directory: Path, prefix: str = "") -> Iterator[tuple[str, Path]]:
