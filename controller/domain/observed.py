@@ -1,4 +1,8 @@
-"""The observed state: what the cache, the state store, the disk and the hub say now."""
+"""The observed state: what the cache, the state store, the disk and the hub say now.
+
+The values a pass makes once per file (tens of thousands for a large cache: ``FileWork``,
+``RemoteFile``, ``CachedFile``, ``Verification``) have ``__slots__``: no dict per instance.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,14 @@ from datetime import datetime
 from controller.domain.kinds import Reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileWork:
     path: str
     size: int
     etag: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RemoteFile:
     """A file of a hub revision.  ``etag`` is its blob name in the HF cache layout."""
 
@@ -53,7 +57,7 @@ class RemoteProblem:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CachedFile:
     """A snapshot entry: ``path`` in the snapshot and the blob it resolves to."""
 
@@ -103,7 +107,7 @@ class CachedRepo:
         return self.snapshots.get(commit, {})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verification:
     """The last check of a blob, valid while size, mtime and inode are unchanged."""
 
