@@ -417,9 +417,15 @@ class _Planner:
     def _unneeded(self, covered: set[tuple[str, str, str]]) -> None:
         """Owned entries no declared model needs: removed, old revisions, deselected."""
         groups: dict[tuple[str, str, str], list[Key]] = defaultdict(list)
-        for key, owner in sorted(self.owned.items()):
-            if key in self.ledger.present and not self._is_needed(key):
-                groups[(owner.model, key[0], key[1])].append(key)
+        # Sorted once found: nearly every owned entry is needed, and sorting them all first
+        # was most of this rule's cost on a large cache.
+        unneeded = sorted(
+            (key, owner.model)
+            for key, owner in self.owned.items()
+            if key in self.ledger.present and not self._is_needed(key)
+        )
+        for key, model in unneeded:
+            groups[(model, key[0], key[1])].append(key)
         for (name, repo, commit), keys in sorted(groups.items(), key=lambda g: g[0][1:] + g[0][:1]):
             if (name, repo, commit) in covered:
                 continue

@@ -1,7 +1,8 @@
 """The observed state: what the cache, the state store, the disk and the hub say now.
 
 The values a pass makes once per file (tens of thousands for a large cache: ``FileWork``,
-``RemoteFile``, ``CachedFile``, ``Verification``) have ``__slots__``: no dict per instance.
+``RemoteFile``, ``CachedFile``, ``Verification``, ``OwnedFile``) have ``__slots__``: no dict
+per instance.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ class UsageStats:
     performance_score: float | None  # 1.0: generating as fast as its window average; lower: slower
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OwnedFile:
     """A snapshot entry modelsync made (downloaded or linked) or was told to adopt.
 

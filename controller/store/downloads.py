@@ -177,15 +177,28 @@ class Downloads(Database):
             return conn.total_changes - before
 
     def owned(self) -> list[OwnedFile]:
-        rows = self._select("SELECT * FROM owned_files ORDER BY repo, commit_sha, path")
-        return [
-            OwnedFile(
-                repo=row["repo"],
-                commit=row["commit_sha"],
-                path=row["path"],
-                model=row["model"],
-                adopted=row["origin"] == "adopted",
-                since=parse_timestamp(row["since"]),
+        """Every owned entry: a pass reads one per file modelsync put in the cache, so the rows
+        come as tuples, and what repeats from row to row (the repo, commit and model a
+        download's files share, and the instant they were recorded) is kept once."""
+        rows = self._select_tuples(
+            "SELECT repo, commit_sha, path, model, origin, since "
+            "FROM owned_files ORDER BY repo, commit_sha, path"
+        )
+        names: dict[str, str] = {}
+        instants: dict[str, datetime] = {}
+        owned = []
+        for repo, commit, path, model, origin, since in rows:
+            at = instants.get(since)
+            if at is None:
+                at = instants[since] = parse_timestamp(since)
+            owned.append(
+                OwnedFile(
+                    repo=names.setdefault(repo, repo),
+                    commit=names.setdefault(commit, commit),
+                    path=path,
+                    model=names.setdefault(model, model),
+                    adopted=origin == "adopted",
+                    since=at,
+                )
             )
-            for row in rows
-        ]
+        return owned

@@ -12,7 +12,9 @@ a cache of many models grows with their number.
    small files each, already downloaded and verified, timed with ``--plan`` and a no-op
    ``--apply`` (targets at 1,000 models x 50 files: < 2 s and < 2.5 s, peak RSS < 200 MB).
    The cache is written directly in the client's layout (no download), grown from one count
-   to the next, and verified by one ``--apply`` per step that counts as set-up, not result.
+   to the next, and verified and adopted by one ``--apply`` per step that counts as set-up,
+   not result: modelsync owns every file, as it owns what it downloads, so a pass reads an
+   ownership record per file, as it would after downloading them.
 
 Every contestant runs as a whole process against one hub process (``reconcile serve``) per
 scenario on 127.0.0.1; wall time, CPU time and peak RSS come from ``wait4``.  A table is
@@ -166,9 +168,11 @@ def curve(runner: Runner, counts: list[int], files: int, rounds: int) -> dict[st
         started = time.perf_counter()
         write_small_repos([scenario / "cache"], built, count, files)
         built = count
-        manifest = write_manifest(scenario, url, count)
+        manifest = write_manifest(scenario, url, count, adopt=True)
         runner.run("set-up (verify new)", count, reconcile_argv("--apply", manifest), url)
         check_available(scenario, count)
+        # Owned from here on, as if downloaded; without `adopt: true` no pass records it again.
+        manifest = write_manifest(scenario, url, count)
         print(f"  set-up of {count} models: {time.perf_counter() - started:.1f} s", flush=True)
         for _ in range(rounds):
             plan_argv = [*reconcile_argv("--plan", manifest), "--detailed-exitcode"]

@@ -53,7 +53,15 @@ def repo_id(i: int) -> str:
     return f"bench/model-{i:04d}"
 
 
-def write_manifest(root: Path, endpoint: str, models: int) -> Path:
+def write_manifest(root: Path, endpoint: str, models: int, *, adopt: bool = False) -> Path:
+    """``models`` models of the bench repos; ``adopt``: modelsync owns their files from the
+    first apply on, as it owns what it downloads (a pass then reads a record per file)."""
+    entries: list[dict[str, object]] = [
+        {"name": f"model-{i:04d}", "repo": repo_id(i)} for i in range(models)
+    ]
+    if adopt:
+        for entry in entries:
+            entry["adopt"] = True
     doc = {
         "apiVersion": "modelsync/v1",
         "kind": "ModelSet",
@@ -62,7 +70,7 @@ def write_manifest(root: Path, endpoint: str, models: int) -> Path:
             "cache": str(root / "cache"),
             "state": str(root / "state"),
             "endpoint": endpoint,
-            "models": [{"name": f"model-{i:04d}", "repo": repo_id(i)} for i in range(models)],
+            "models": entries,
         },
     }
     path = root / "manifest.yaml"
