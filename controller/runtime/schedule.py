@@ -25,6 +25,11 @@ log = logging.getLogger("modelsync.schedule")
 
 # Uses older than the usage window go; an hour late costs nothing, and each pass prunes too.
 USAGE_PRUNE_SECONDS = 3600.0
+# Each wait is its interval plus a random part of up to this fraction of it.  A fleet's nodes
+# started together (a rollout, a power cut) would otherwise ask the hub or their mirror, hash
+# their disks and read a shared cache in step, every interval, for as long as they run; with
+# it they drift apart, as controller-runtime's jittered resyncs do.
+JITTER = 0.1
 
 
 class Schedule:
@@ -65,7 +70,8 @@ class Schedule:
             if self.scheduler.get_job(name) is not None:
                 self.scheduler.remove_job(name)
             if seconds is not None:
-                self.scheduler.add_job(job, IntervalTrigger(seconds=seconds), id=name, name=name)
+                trigger = IntervalTrigger(seconds=seconds, jitter=seconds * JITTER)
+                self.scheduler.add_job(job, trigger, id=name, name=name)
                 log.debug("job %s every %g s", name, seconds)
 
     def _ask(self, trigger: Trigger) -> Callable[[], None]:
