@@ -117,7 +117,8 @@ class RepoView:
         self.root = root
         self.repo_id = repo_id
         self.folder = folder
-        self._blobs: str | None = None  # see _blobs_resolved; "" when outside the cache
+        self._blobs: tuple[str, Path] | tuple[()] | None = None  # see _blobs_resolved
+        self._blobs_named = os.path.normpath(folder / "blobs")  # where a link's first hop goes
 
     def resolve(self, revision: str) -> str:
         """Branch, tag, ``refs/pr/N`` or full commit id -> commit id."""
@@ -145,7 +146,7 @@ class RepoView:
         """Every servable file of the snapshot: a link resolved and checked per file."""
         snapshot = self._snapshot(commit)
         files = {}
-        for rel, path in _walk(snapshot):
+        for rel, path in _walk(str(snapshot)):
             entry = self._entry(rel, path)
             if entry is not None:
                 files[rel] = entry
@@ -159,13 +160,13 @@ class RepoView:
             parent = parent / part
             if parent.is_symlink():  # _walk does not follow directory links either
                 return None
-        return self._entry(path, snapshot / path)
+        return self._entry(path, str(snapshot / path))
 
     def refs(self) -> list[tuple[str, str]]:
         """(name, commit) of every ref whose snapshot is present."""
         refs_dir = self.folder / "refs"
         found = []
-        for name, _ in _walk(refs_dir) if refs_dir.is_dir() else ():
+        for name, _ in _walk(str(refs_dir)) if refs_dir.is_dir() else ():
             if _CLIENT_TEMP_REF_RE.fullmatch(name):
                 continue  # huggingface_hub mid-way through rewriting a ref
             commit = self._read_ref(name)
@@ -218,16 +219,19 @@ class RepoView:
         ok = commit is not None and COMMIT_RE.match(commit) and self._has_snapshot(commit)
         return commit if ok else None
 
-    def _entry(self, rel: str, path: Path) -> FileEntry | None:
-        """A servable file, or None for anything that is not one (or escapes the cache)."""
-        if path.is_symlink():
+    def _entry(self, rel: str, path: str) -> FileEntry | None:
+        """A servable file, or None for anything that is not one (or escapes the cache).
+
+        Paths are strings here: a revision's first read makes one entry per file, and
+        ``pathlib`` objects (several per file) were most of its cost."""
+        if os.path.islink(path):
             etag = self._blob_name(path)
             if etag is None:
                 return None
             stored = self._stored_blob(etag)
             if stored is not None:
                 return FileEntry(rel, stored[0], etag, stored[1])
-        elif not path.is_file() or rel.endswith(".incomplete"):
+        elif not os.path.isfile(path) or rel.endswith(".incomplete"):
             return None
         else:
             etag = None  # a copied file (HF_HUB_DISABLE_SYMLINKS): hash it below
@@ -250,33 +254,34 @@ class RepoView:
         blobs = self._blobs_resolved()
         if blobs is None:
             return None
-        candidate = os.path.join(blobs, name)
         try:
-            info = os.lstat(candidate)
+            info = os.lstat(os.path.join(blobs[0], name))
         except OSError:
             return None
-        return (Path(candidate), info.st_size) if stat.S_ISREG(info.st_mode) else None
+        # A child of a parsed path: parsing the whole path again, per file, cost more.
+        return (blobs[1] / name, info.st_size) if stat.S_ISREG(info.st_mode) else None
 
-    def _blobs_resolved(self) -> str | None:
+    def _blobs_resolved(self) -> tuple[str, Path] | None:
         """The real path of this repo's ``blobs/``, once per view; None outside the cache."""
         if self._blobs is None:
-            real = os.path.realpath(self.folder / "blobs")
-            self._blobs = real if Path(real).is_relative_to(self.root) else ""
+            real = Path(os.path.realpath(self.folder / "blobs"))
+            self._blobs = (str(real), real) if real.is_relative_to(self.root) else ()
         return self._blobs or None
 
-    def _blob_name(self, link: Path) -> str | None:
+    def _blob_name(self, link: str) -> str | None:
         """The etag a snapshot link names: its first hop must be ``blobs/<sha>`` of this repo.
 
         Judging by the name, not the content, is what the client does too, and it keeps
         a HEAD on a 50 GB file cheap. ``.incomplete`` files never match the pattern.
         """
         try:
-            hop = Path(os.path.normpath(link.parent / os.readlink(link)))
+            hop = os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link)))
         except OSError:  # removed since it was listed
             return None
-        if hop.parent != Path(os.path.normpath(self.folder / "blobs")):
+        folder, name = os.path.split(hop)
+        if folder != self._blobs_named:
             return None
-        return hop.name if HashKind.of_blob_name(hop.name) is not None else None
+        return name if HashKind.of_blob_name(name) is not None else None
 
 
 def open_repo(root: Path, repo_id: str) -> RepoView | None:
@@ -353,7 +358,7 @@ def _within(path: Path, root: Path) -> bool:
     return True
 
 
-def _walk(directory: Path, prefix: str = "") -> Iterator[tuple[str, Path]]:
+def _walk(directory: str, prefix: str = "") -> Iterator[tuple[str, str]]:
     """Non-directory entries below ``directory``, sorted; directory symlinks are not followed."""
     with os.scandir(directory) as scan:
         entries = sorted(scan, key=lambda e: e.name)
@@ -362,9 +367,9 @@ def _walk(directory: Path, prefix: str = "") -> Iterator[tuple[str, Path]]:
             continue  # a file or link being written, renamed into place when complete
         rel = prefix + entry.name
         if entry.is_dir(follow_symlinks=False):
-            yield from _walk(Path(entry.path), rel + "/")
+            yield from _walk(entry.path, rel + "/")
         else:
-            yield rel, Path(entry.path)
+            yield rel, entry.path
 
 
 @functools.lru_cache(maxsize=4096)

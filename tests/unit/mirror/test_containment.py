@@ -114,3 +114,19 @@ def test_a_link_that_stays_inside_the_cache_is_followed(tmp_path: Path) -> None:
     view = open_repo(cache, REPO)
     assert view is not None
     assert view.resolve("main") == commit
+
+
+def test_a_link_into_another_repos_blobs_is_not_served(tmp_path: Path) -> None:
+    """Only links whose first hop is the repo's own ``blobs/`` are its files: one into another
+    repo's blobs (inside the cache, so no containment check refuses it) is left out."""
+    cache, folder, commit = _published(tmp_path)
+    other = publish(cache, "org/other", {"weights.bin": b"another repo's bytes"})
+    other_folder = repo_folder(cache, "org/other")
+    blob = os.readlink(other_folder / "snapshots" / other / "weights.bin")
+    borrowed = folder / "snapshots" / commit / "borrowed.bin"
+    borrowed.symlink_to(os.path.join("..", "..", "..", other_folder.name, "snapshots", other, blob))
+    assert borrowed.resolve().is_file()  # a working link, to a file inside the cache
+    view = open_repo(cache, REPO)
+    assert view is not None
+    assert set(view.revision("main").files) == {"config.json"}
+    assert view.file(commit, "borrowed.bin") is None
