@@ -117,7 +117,6 @@ class RepoView:
         self.root = root
         self.repo_id = repo_id
         self.folder = folder
-        self._blobs: tuple[str, Path] | tuple[()] | None = None  # see _blobs_resolved
         self._blobs_named = os.path.normpath(folder / "blobs")  # where a link's first hop goes
 
     def resolve(self, revision: str) -> str:
@@ -251,22 +250,21 @@ class RepoView:
         ``lstat``.  A ``realpath`` per file cost one per directory of the path, most of a
         revision's first read.  None (a blob that is itself a link, or missing) leaves the
         file to the general check."""
-        blobs = self._blobs_resolved()
+        blobs = self._blobs_resolved
         if blobs is None:
             return None
         try:
-            info = os.lstat(os.path.join(blobs[0], name))
+            info = os.lstat(os.path.join(str(blobs), name))
         except OSError:
             return None
         # A child of a parsed path: parsing the whole path again, per file, cost more.
-        return (blobs[1] / name, info.st_size) if stat.S_ISREG(info.st_mode) else None
+        return (blobs / name, info.st_size) if stat.S_ISREG(info.st_mode) else None
 
-    def _blobs_resolved(self) -> tuple[str, Path] | None:
+    @functools.cached_property
+    def _blobs_resolved(self) -> Path | None:
         """The real path of this repo's ``blobs/``, once per view; None outside the cache."""
-        if self._blobs is None:
-            real = Path(os.path.realpath(self.folder / "blobs"))
-            self._blobs = (str(real), real) if real.is_relative_to(self.root) else ()
-        return self._blobs or None
+        real = Path(os.path.realpath(self.folder / "blobs"))
+        return real if real.is_relative_to(self.root) else None
 
     def _blob_name(self, link: str) -> str | None:
         """The etag a snapshot link names: its first hop must be ``blobs/<sha>`` of this repo.
